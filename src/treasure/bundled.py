@@ -1,0 +1,49 @@
+"""The real instruction data that ships in the repo's `data/` folder (see data/SOURCES.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+import yaml
+
+from treasure import io
+from treasure.errors import DataError
+from treasure.taxonomy import Taxonomy
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+
+def manifest() -> list[dict]:
+    """Entries of `data/manifest.yaml`: file, preset, source and field mapping per training file."""
+    return yaml.safe_load((DATA_DIR / "manifest.yaml").read_text(encoding="utf-8"))["train"]
+
+
+def load_bundled(
+    taxonomy: Taxonomy | None = None, limit_per_file: int | None = None
+) -> tuple[datasets.Dataset, list[DataError]]:
+    """All bundled training files, normalised, ids prefixed by the file stem (unique overall).
+
+    The real data has a few unusable rows (e.g. an empty Alpaca output); they are skipped and returned.
+    """
+    parts = []
+    rejected: list[DataError] = []
+    for entry in manifest():
+        path = DATA_DIR / entry["file"]
+        stem = entry["file"].split(".")[0]
+        result = io.load(
+            path,
+            preset=entry["preset"],
+            fields=entry.get("fields"),
+            taxonomy=taxonomy,
+            source=entry.get("source"),
+            id_prefix=f"{stem}:",
+            skip_invalid=True,
+            write_rejects=False,
+        )
+        rejected.extend(result.rejected)
+        part = result.dataset
+        if limit_per_file is not None:
+            part = part.select(range(min(limit_per_file, len(part))))
+        parts.append(part.add_column("file", [entry["file"]] * len(part)))
+    return datasets.concatenate_datasets(parts), rejected

@@ -1,0 +1,58 @@
+"""The `treasure` command line: a Typer app. Each module in this package registers its commands.
+
+Modules only parse arguments and call library functions. Any `TreasureError` prints one clear line and
+exits 1; `--verbose` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+import traceback
+
+import click
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="treasure",
+    help="Training-time markers: annotate → build → train → generate/serve → evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+STATE = {"verbose": False}
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors.")) -> None:
+    STATE["verbose"] = verbose
+
+
+def _register_commands() -> None:
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        importlib.import_module(f"{__name__}.{module}").register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    _register_commands()
+    args = sys.argv[1:] if argv is None else argv
+    STATE["verbose"] = "--verbose" in args or "-v" in args
+    try:
+        code = app(args=args, standalone_mode=False)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except Exception as exc:  # one clear line for the user; the traceback on request
+        if STATE["verbose"]:
+            traceback.print_exc()
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,106 @@
+"""`treasure taxonomy`, `treasure template` and `treasure data`: inspect and debug the foundations."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from treasure import io, template
+from treasure.cli import console
+from treasure.taxonomy import Taxonomy
+
+taxonomy_app = typer.Typer(help="Show or validate a marker taxonomy.", no_args_is_help=True)
+template_app = typer.Typer(help="Render or parse a <TEMPLATE> block (debug helpers).", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect a dataset file.", no_args_is_help=True)
+
+TaxonomyOpt = typer.Option(None, "--taxonomy", "-t", help="Taxonomy YAML (default: the paper's 13).")
+
+
+@taxonomy_app.command("show")
+def taxonomy_show(
+    file: Path | None = typer.Argument(None, help="Taxonomy YAML; default if omitted."),
+) -> None:
+    """Print every marker: kind, values or range, annotator, whether users may set it."""
+    tax = Taxonomy.load(file)
+    table = Table(title=f"taxonomy sha256:{tax.content_hash()[:12]}")
+    for column in ("marker", "kind", "values / rule", "annotator", "user-settable"):
+        table.add_column(column)
+    for marker in tax.markers.values():
+        rule = ", ".join(marker.values) if marker.values else marker.description
+        if marker.thresholds:
+            rule += f"  (thresholds {list(marker.thresholds)} on {marker.of})"
+        table.add_row(
+            marker.name, marker.kind, rule, marker.annotator, "yes" if marker.user_settable else "no"
+        )
+    console.print(table)
+
+
+@taxonomy_app.command("validate")
+def taxonomy_validate(file: Path) -> None:
+    """Validate a taxonomy YAML; every problem is listed with its key."""
+    tax = Taxonomy.load(file)
+    console.print(f"[green]ok[/] {file}: {len(tax.markers)} markers, sha256:{tax.content_hash()}")
+
+
+@template_app.command("render")
+def template_render(
+    marker: list[str] = typer.Argument(..., help="NAME=VALUE pairs."),
+    taxonomy: Path | None = TaxonomyOpt,
+) -> None:
+    """Render markers as a template block."""
+    pairs = dict(parse_marker_args(marker))
+    sys.stdout.write(template.render(pairs, Taxonomy.load(taxonomy)))
+
+
+@template_app.command("parse")
+def template_parse(
+    file: Path | None = typer.Argument(None, help="Text file (default: stdin)."),
+    taxonomy: Path | None = TaxonomyOpt,
+) -> None:
+    """Parse model output: markers, response, and what was wrong if anything."""
+    text = file.read_text(encoding="utf-8") if file else sys.stdin.read()
+    parsed = template.parse(text, Taxonomy.load(taxonomy))
+    console.print_json(data={"markers": parsed.markers, "response": parsed.response, "error": parsed.error})
+
+
+@data_app.command("inspect")
+def data_inspect(
+    file: Path,
+    preset: str | None = typer.Option(None, help=f"One of {', '.join(io.PRESETS)} (default: detect)."),
+    field: list[str] = typer.Option([], "--field", help="NAME=INPUT_FIELD mapping, repeatable."),
+    errors: int = typer.Option(5, help="How many errors to show."),
+) -> None:
+    """Rows, fields, detected preset and the first errors of a dataset file."""
+    result = io.load(
+        file, preset=preset, fields=dict(parse_marker_args(field)), skip_invalid=True, write_rejects=False
+    )
+    ds = result.dataset
+    table = Table(title=f"{file}  ({len(ds)} rows, preset {result.preset}, {len(result.rejected)} rejected)")
+    table.add_column("field")
+    table.add_column("non-null", justify="right")
+    for name in ds.column_names:
+        values = ds[name]
+        table.add_row(name, f"{sum(v is not None for v in values)}")
+    console.print(table)
+    for error in result.rejected[:errors]:
+        console.print(f"[red]{error}[/]")
+
+
+def parse_marker_args(pairs: list[str]) -> list[tuple[str, str]]:
+    """Split NAME=VALUE arguments; a missing '=' is a clear error."""
+    out = []
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}")
+        out.append((name.strip(), value.strip()))
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(taxonomy_app, name="taxonomy")
+    app.add_typer(template_app, name="template")
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,22 @@
+"""`treasure demo`: the end-to-end loop on the embedded default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from treasure.cli import console
+from treasure.demo import DemoConfig, run_demo
+
+
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), help="Where every stage writes (cached)."),
+    seed: int = typer.Option(0, help="Seed for every random step."),
+) -> None:
+    """Run the whole loop on the bundled data with a tiny model trained on the CPU."""
+    run_demo(DemoConfig(out_dir=out_dir, seed=seed), console)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

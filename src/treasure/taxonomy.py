@@ -1,0 +1,328 @@
+"""Marker definitions: the default taxonomy (the paper's 13 categories), YAML load/validate/save.
+
+A taxonomy is data. `Taxonomy.load(path)` reads either a full definition or a file that starts with
+`extends: default` and lists changes (`add_values`, `remove_values`, `thresholds`, `user_settable`,
+new markers). Every problem is collected and reported at once, each with the file and key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from treasure.errors import MarkerError, TaxonomyError
+
+Kind = Literal["categorical", "ordinal", "integer", "float"]
+KINDS: tuple[str, ...] = ("categorical", "ordinal", "integer", "float")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+VALUE_RE = re.compile(r"^[^<>\n\r&]+$")
+DEFAULT_FILE = "default_taxonomy.yaml"
+MARKER_KEYS = {
+    "kind",
+    "values",
+    "annotator",
+    "user_settable",
+    "description",
+    "minimum",
+    "maximum",
+    "of",
+    "thresholds",
+    "quantiles",
+    "within",
+}
+CHANGE_KEYS = {"add_values", "remove_values"}
+
+
+@dataclass(frozen=True)
+class Marker:
+    """One marker category: its name, kind, allowed values or range, annotator and user control."""
+
+    name: str
+    kind: Kind
+    values: tuple[str, ...] = ()
+    annotator: str = "given"
+    user_settable: bool = True
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    of: str | None = None
+    thresholds: tuple[float, ...] = ()
+    quantiles: int | None = None
+    within: str | None = None
+
+    def canonical(self, raw: Any) -> str | int | float:
+        """Return `raw` as this marker's canonical value, or raise `MarkerError` listing valid ones."""
+        if self.kind in ("categorical", "ordinal"):
+            text = str(raw).strip()
+            for value in self.values:
+                if value.lower() == text.lower():
+                    return value
+            raise MarkerError(
+                f"invalid value {raw!r} for marker '{self.name}'; valid: {', '.join(self.values)}"
+            )
+        if isinstance(raw, bool):
+            raise MarkerError(f"invalid value {raw!r} for {self.kind} marker '{self.name}'")
+        try:
+            number = float(str(raw).strip()) if isinstance(raw, str) else float(raw)
+        except (TypeError, ValueError):
+            raise MarkerError(
+                f"invalid value {raw!r} for marker '{self.name}': expected {self.kind}"
+            ) from None
+        if not math.isfinite(number):
+            raise MarkerError(f"invalid value {raw!r} for marker '{self.name}': not finite")
+        if self.kind == "integer":
+            if number != int(number):
+                raise MarkerError(f"invalid value {raw!r} for marker '{self.name}': not an integer")
+            number = int(number)
+        if self.minimum is not None and number < self.minimum:
+            raise MarkerError(f"value {raw!r} for marker '{self.name}' is below {self.minimum}")
+        if self.maximum is not None and number > self.maximum:
+            raise MarkerError(f"value {raw!r} for marker '{self.name}' is above {self.maximum}")
+        return number
+
+    def bucket_of(self, number: float, thresholds: tuple[float, ...] | None = None) -> str:
+        """Ordinal value for `number` given ascending thresholds.
+
+        With thresholds (a, b): value < a -> first, a <= value <= b -> middle, value > b -> last.
+        """
+        cuts = self.thresholds if thresholds is None else thresholds
+        index = int(number >= cuts[0]) + sum(number > cut for cut in cuts[1:])
+        return self.values[index]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (what the YAML file holds), leaving out unset fields."""
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.values:
+            out["values"] = list(self.values)
+        out["annotator"] = self.annotator
+        out["user_settable"] = self.user_settable
+        if self.description:
+            out["description"] = self.description
+        for key in ("minimum", "maximum", "of", "quantiles", "within"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.thresholds:
+            out["thresholds"] = list(self.thresholds)
+        return out
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """An ordered set of markers; the single source of truth for names and allowed values."""
+
+    markers: dict[str, Marker] = field(default_factory=dict)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.markers
+
+    def __getitem__(self, name: str) -> Marker:
+        try:
+            return self.markers[name]
+        except KeyError:
+            raise MarkerError(f"unknown marker '{name}'; valid: {', '.join(sorted(self.markers))}") from None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.markers)
+
+    def canonical(self, name: str, raw: Any) -> str | int | float:
+        """Validate one (name, value) pair and return the canonical value."""
+        return self[name].canonical(raw)
+
+    def canonical_markers(self, markers: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate a whole marker dict (None values are dropped: absent, never empty)."""
+        return {k: self.canonical(k, v) for k, v in markers.items() if v is not None}
+
+    def user_markers(self, markers: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate markers set by a user at inference: also checks `user_settable`."""
+        settable = [n for n, m in self.markers.items() if m.user_settable]
+        for name in markers:
+            if name in self.markers and not self.markers[name].user_settable:
+                raise MarkerError(
+                    f"marker '{name}' cannot be set at inference; settable: {', '.join(settable)}"
+                )
+        return self.canonical_markers(markers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": 1, "markers": {n: m.to_dict() for n, m in self.markers.items()}}
+
+    def content_hash(self) -> str:
+        """sha256 of the canonical JSON of the definitions (stable across YAML formatting)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the full definition (no `extends`) with its content hash in a header comment."""
+        path = Path(path)
+        text = f"# treasure taxonomy, content hash sha256:{self.content_hash()}\n"
+        text += yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def default(cls) -> Taxonomy:
+        return _default()
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> Taxonomy:
+        """Load a taxonomy file (None → the default); raises `TaxonomyError` with every problem."""
+        if path is None:
+            return _default()
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TaxonomyError([f"{path}: file not found"]) from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise TaxonomyError([f"{path}: not valid YAML: {exc}"]) from None
+        return from_data(data, str(path))
+
+
+_DEFAULT: Taxonomy | None = None
+
+
+def _default() -> Taxonomy:
+    global _DEFAULT
+    if _DEFAULT is None:
+        text = resources.files("treasure").joinpath(DEFAULT_FILE).read_text(encoding="utf-8")
+        _DEFAULT = from_data(yaml.safe_load(text), DEFAULT_FILE)
+    return _DEFAULT
+
+
+def from_data(data: Any, source: str) -> Taxonomy:
+    """Build a taxonomy from parsed YAML, collecting every problem with `source` and the key."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise TaxonomyError([f"{source}: top level must be a mapping with a 'markers' key"])
+    for key in data:
+        if key not in ("version", "extends", "markers"):
+            problems.append(f"{source}: {key}: unknown top-level key")
+    extends = data.get("extends")
+    base: dict[str, dict[str, Any]] = {}
+    if extends is not None:
+        if extends != "default":
+            problems.append(f"{source}: extends: only 'default' can be extended, got {extends!r}")
+        else:
+            base = {n: m.to_dict() for n, m in _default().markers.items()}
+    entries = data.get("markers")
+    if not isinstance(entries, dict) or (not entries and not base):
+        problems.append(f"{source}: markers: must be a non-empty mapping of marker name → definition")
+        entries = {}
+    merged = {name: dict(spec) for name, spec in base.items()}
+    for name, spec in entries.items():
+        key = f"{source}: markers.{name}"
+        if spec is None and name in merged:
+            del merged[name]  # `name: null` removes an inherited marker
+            continue
+        if not isinstance(spec, dict):
+            problems.append(f"{key}: must be a mapping")
+            continue
+        target = merged.setdefault(str(name), {})
+        for change in CHANGE_KEYS & spec.keys():
+            if not isinstance(spec[change], list):
+                problems.append(f"{key}.{change}: must be a list")
+        values = list(target.get("values", []))
+        values += [v for v in spec.get("add_values", []) or [] if v not in values]
+        removed = spec.get("remove_values", []) or []
+        for value in removed:
+            if value not in values:
+                problems.append(f"{key}.remove_values: {value!r} is not a value of '{name}'")
+        values = [v for v in values if v not in removed]
+        target.update({k: v for k, v in spec.items() if k not in CHANGE_KEYS})
+        if values or "values" in target:
+            target["values"] = spec.get("values", values) if "values" in spec else values
+    markers = {}
+    for name, spec in merged.items():
+        marker = _marker(name, spec, f"{source}: markers.{name}", problems)
+        if marker is not None:
+            markers[name] = marker
+    for name, marker in markers.items():
+        for ref_key in ("of", "within"):
+            ref = getattr(marker, ref_key)
+            if ref is not None and ref not in markers:
+                problems.append(f"{source}: markers.{name}.{ref_key}: unknown marker '{ref}'")
+    if problems:
+        raise TaxonomyError(problems)
+    return Taxonomy(markers)
+
+
+def _marker(name: str, spec: dict[str, Any], key: str, problems: list[str]) -> Marker | None:
+    start = len(problems)
+    if not NAME_RE.match(name):
+        problems.append(f"{key}: name must be lower_snake_case (letters, digits, _)")
+    for unknown in sorted(set(spec) - MARKER_KEYS):
+        problems.append(f"{key}.{unknown}: unknown key; valid: {', '.join(sorted(MARKER_KEYS))}")
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        problems.append(f"{key}.kind: must be one of {', '.join(KINDS)}, got {kind!r}")
+    values = spec.get("values") or []
+    if not isinstance(values, list):
+        problems.append(f"{key}.values: must be a list")
+        values = []
+    values = [str(v) for v in values]
+    if kind in ("categorical", "ordinal") and not values:
+        problems.append(f"{key}.values: a {kind} marker needs at least one value")
+    if kind in ("integer", "float") and values:
+        problems.append(f"{key}.values: a {kind} marker takes minimum/maximum, not values")
+    for value in values:
+        if not VALUE_RE.match(value):
+            problems.append(f"{key}.values: {value!r} may not contain <, >, & or line breaks")
+    lowered = [v.lower() for v in values]
+    for value in sorted({v for v in lowered if lowered.count(v) > 1}):
+        problems.append(f"{key}.values: {value!r} appears more than once (case-insensitive)")
+    if not isinstance(spec.get("user_settable", True), bool):
+        problems.append(f"{key}.user_settable: must be true or false")
+    for bound in ("minimum", "maximum"):
+        if spec.get(bound) is not None and not isinstance(spec[bound], int | float):
+            problems.append(f"{key}.{bound}: must be a number")
+    thresholds = spec.get("thresholds") or []
+    if thresholds:
+        if kind != "ordinal":
+            problems.append(f"{key}.thresholds: only ordinal markers take thresholds")
+        elif not all(isinstance(t, int | float) for t in thresholds):
+            problems.append(f"{key}.thresholds: must be numbers")
+        elif list(thresholds) != sorted(thresholds):
+            problems.append(f"{key}.thresholds: must be ascending")
+        elif len(thresholds) != len(values) - 1:
+            problems.append(
+                f"{key}.thresholds: {len(values)} values need {len(values) - 1} thresholds, "
+                f"got {len(thresholds)}"
+            )
+    quantiles = spec.get("quantiles")
+    if quantiles is not None and (not isinstance(quantiles, int) or quantiles != len(values)):
+        problems.append(f"{key}.quantiles: must equal the number of values ({len(values)})")
+    if len(problems) > start:
+        return None
+    return Marker(
+        name=name,
+        kind=kind,
+        values=tuple(values),
+        annotator=str(spec.get("annotator", "given")),
+        user_settable=spec.get("user_settable", True),
+        description=str(spec.get("description", "")),
+        minimum=spec.get("minimum"),
+        maximum=spec.get("maximum"),
+        of=spec.get("of"),
+        thresholds=tuple(thresholds),
+        quantiles=quantiles,
+        within=spec.get("within"),
+    )
+
+
+def with_thresholds(taxonomy: Taxonomy, name: str, thresholds: tuple[float, ...]) -> Taxonomy:
+    """A copy of `taxonomy` whose ordinal marker `name` uses new bucket thresholds."""
+    markers = dict(taxonomy.markers)
+    markers[name] = replace(taxonomy[name], thresholds=tuple(thresholds))
+    return Taxonomy(markers)

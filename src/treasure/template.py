@@ -1,0 +1,127 @@
+"""Render, parse and escape the `<TEMPLATE>` marker block (DESIGN.md §2).
+
+    <TEMPLATE>
+    <domain>Legal</domain>
+    <task>CreativeWriting</task>
+    </TEMPLATE>
+    answer text ...
+
+`render` sorts markers by name, one per line. `parse` is total: it never raises; a malformed, unclosed,
+duplicated or unknown tag comes back in `Parsed.error` and the response text is always kept.
+`escape` makes marker-like text in user prompts inert, so a prompt cannot forge or close a block.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from treasure.errors import MarkerError
+from treasure.taxonomy import Taxonomy
+
+OPEN = "<TEMPLATE>"
+CLOSE = "</TEMPLATE>"
+LINE_RE = re.compile(r"^<([A-Za-z_][A-Za-z0-9_]*)>([^<>\n]*)</([A-Za-z_][A-Za-z0-9_]*)>$")
+# "<" that begins something tag-like: "<x" or "</x" (tags never contain spaces, so "a < b" is safe)
+TAG_START_RE = re.compile(r"<(?=/?[A-Za-z_])")
+
+
+@dataclass
+class Parsed:
+    """Result of parsing: markers found, the response text, and what was wrong (None if nothing)."""
+
+    markers: dict[str, Any] = field(default_factory=dict)
+    response: str = ""
+    error: str | None = None
+    has_block: bool = False
+
+
+def format_value(value: Any) -> str:
+    """Text form of a canonical marker value (floats via repr, so they round-trip exactly)."""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def render(markers: Mapping[str, Any], taxonomy: Taxonomy | None = None) -> str:
+    """Render markers as a template block ending in a newline; values are validated first."""
+    tax = taxonomy or Taxonomy.default()
+    canonical = tax.canonical_markers(markers)
+    lines = [f"<{name}>{format_value(canonical[name])}</{name}>" for name in sorted(canonical)]
+    return "\n".join([OPEN, *lines, CLOSE]) + "\n"
+
+
+def parse(text: str, taxonomy: Taxonomy | None = None) -> Parsed:
+    """Split model output into (markers, response). Never raises.
+
+    Leading whitespace before the block is allowed. Text without a block at its start is returned
+    whole with no markers; an unclosed block likewise, with an error. Inside a closed block, bad lines,
+    unknown names, duplicates and invalid values are skipped and listed in `error`.
+    """
+    tax = taxonomy or Taxonomy.default()
+    stripped = text.lstrip()
+    if not stripped.startswith(OPEN):
+        return Parsed(response=text)
+    end = stripped.find(CLOSE)
+    if end < 0:
+        return Parsed(response=text, error="unclosed template block", has_block=True)
+    body = stripped[len(OPEN) : end]
+    response = stripped[end + len(CLOSE) :]
+    if response.startswith("\n"):
+        response = response[1:]
+    markers, problems = _parse_body(body, tax)
+    error = "; ".join(problems) if problems else None
+    return Parsed(markers=markers, response=response, error=error, has_block=True)
+
+
+def _parse_body(body: str, tax: Taxonomy) -> tuple[dict[str, Any], list[str]]:
+    markers: dict[str, Any] = {}
+    problems: list[str] = []
+    for raw_line in body.split("\n"):
+        line = raw_line.strip()
+        if not line:
+            continue
+        match = LINE_RE.match(line)
+        if match is None or match.group(1) != match.group(3):
+            problems.append(f"malformed line {line[:60]!r}")
+            continue
+        name, value = match.group(1), match.group(2)
+        if name in markers:
+            problems.append(f"duplicate marker '{name}'")
+            continue
+        try:
+            markers[name] = tax.canonical(name, value)
+        except MarkerError as exc:
+            problems.append(str(exc))
+    return markers, problems
+
+
+def escape(text: str) -> str:
+    """Make tag-like text inert: every '<' that starts something tag-like becomes '&lt;'.
+
+    Comparisons such as `a < b` or `x<3` are left alone; `<TEMPLATE>`, `</task>` and every other
+    tag-like sequence can no longer open, close or forge a marker block.
+    """
+    return TAG_START_RE.sub("&lt;", text)
+
+
+def with_prompt_markers(prompt: str, markers: Mapping[str, Any], taxonomy: Taxonomy | None = None) -> str:
+    """The user turn: escaped prompt, then (if any markers) a blank line and the rendered block."""
+    text = escape(prompt)
+    if not markers:
+        return text
+    return f"{text}\n\n{render(markers, taxonomy).rstrip(chr(10))}"
+
+
+def parse_prompt(text: str, taxonomy: Taxonomy | None = None) -> Parsed:
+    """Read the markers the builder appended to a user turn (escaped user text has no block)."""
+    start = text.rfind(OPEN)
+    if start < 0:
+        return Parsed(response=text)
+    parsed = parse(text[start:] + "\n", taxonomy)
+    prompt = text[:start]
+    if prompt.endswith("\n\n"):
+        prompt = prompt[:-2]
+    return Parsed(markers=parsed.markers, response=prompt, error=parsed.error, has_block=True)
