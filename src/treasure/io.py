@@ -8,6 +8,7 @@ Writes are atomic (temp file + rename).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -15,14 +16,16 @@ import io
 import json
 import os
 import shutil
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from treasure.errors import DataError, MarkerError
+from treasure.errors import DataError, MarkerError, TreasureError
 from treasure.taxonomy import Taxonomy
 
 MAX_ROW_BYTES = 1_000_000
@@ -61,8 +64,14 @@ def _base_suffix(path: Path) -> str:
     return suffixes[-1].lower() if suffixes else ""
 
 
+def _unit(path: Path) -> str:
+    """How records of `path` are numbered in errors: 'line' (JSONL, CSV), 'item' (JSON), else 'row'."""
+    kind = _base_suffix(path) if path.is_file() else ""
+    return {".jsonl": "line", ".ndjson": "line", ".csv": "line", ".json": "item"}.get(kind, "row")
+
+
 def iter_records(path: str | Path, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[tuple[int, Any]]:
-    """Yield (line or item number, record) from a data file or HF dataset dir.
+    """Yield (line, item or row number, record) from a data file or HF dataset dir.
 
     A malformed record is yielded as a `DataError` in place of the record so callers can skip it
     and go on; a file that cannot be read at all raises `DataError`.
@@ -71,40 +80,60 @@ def iter_records(path: str | Path, max_row_bytes: int = MAX_ROW_BYTES) -> Iterat
     if not path.exists():
         raise DataError(str(path), "file not found")
     if path.is_dir():
-        yield from _iter_hf_dir(path)
-        return
-    kind = _base_suffix(path)
-    if kind in (".jsonl", ".ndjson"):
-        yield from _iter_jsonl(path, max_row_bytes)
-    elif kind == ".json":
-        yield from _iter_json_array(path, max_row_bytes)
-    elif kind == ".csv":
-        yield from _iter_csv(path)
-    elif kind == ".parquet":
-        yield from _iter_parquet(path)
+        records = _iter_hf_dir(path)
     else:
-        raise DataError(str(path), "unknown format; use .jsonl, .json, .csv, .parquet or an HF dir")
+        kind = _base_suffix(path)
+        readers = {
+            ".jsonl": partial(_iter_jsonl, max_row_bytes=max_row_bytes),
+            ".ndjson": partial(_iter_jsonl, max_row_bytes=max_row_bytes),
+            ".json": _iter_json_array,
+            ".csv": _iter_csv,
+            ".parquet": _iter_parquet,
+        }
+        if kind not in readers:
+            raise DataError(
+                str(path), "unknown format; use .jsonl, .json, .csv, .parquet (optionally .gz) or an HF dir"
+            )
+        records = readers[kind](path)
+    unit = _unit(path)
+    sized = unit != "line" or _base_suffix(path) == ".csv"  # JSONL lines are measured raw, before parsing
+    try:
+        for number, record in records:
+            if sized and not isinstance(record, DataError):
+                size = _size(record)
+                if size > max_row_bytes:
+                    record = DataError(
+                        str(path),
+                        f"row is {size} bytes, over the limit of {max_row_bytes}",
+                        number,
+                        unit=unit,
+                    )
+            yield number, record
+    except (OSError, EOFError, zlib.error) as exc:  # truncated or corrupt .gz, unreadable file
+        raise DataError(str(path), f"cannot read file: {exc}") from None
 
 
-def _iter_jsonl(path: Path, max_row_bytes: int) -> Iterator[tuple[int, Any]]:
+def _size(record: Any) -> int:
+    return len(json.dumps(record, ensure_ascii=False, default=str).encode())
+
+
+def _iter_jsonl(path: Path, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[tuple[int, Any]]:
     seen = False
     with _open_text(path) as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
             if not raw.strip():
                 continue
             seen = True
             if len(raw) > max_row_bytes:
-                yield (
-                    number,
-                    DataError(
-                        str(path), f"row is {len(raw)} bytes, over the limit of {max_row_bytes}", number
-                    ),
-                )
+                message = f"row is {len(raw)} bytes, over the limit of {max_row_bytes}"
+                yield number, DataError(str(path), message, number)
                 continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield number, DataError(str(path), f"invalid UTF-8 at byte {exc.start}", number)
+                yield number, DataError(str(path), f"invalid UTF-8 at byte {exc.start} of the line", number)
                 continue
             try:
                 yield number, json.loads(text)
@@ -114,46 +143,56 @@ def _iter_jsonl(path: Path, max_row_bytes: int) -> Iterator[tuple[int, Any]]:
         raise DataError(str(path), "empty file: no rows")
 
 
-def _iter_json_array(path: Path, max_row_bytes: int) -> Iterator[tuple[int, Any]]:
-    with _open_text(path) as handle:
-        blob = handle.read()
+def _decode(path: Path, blob: bytes) -> str:
     try:
-        data = json.loads(blob.decode("utf-8"))
+        return blob.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = blob[: exc.start].count(b"\n") + 1
-        raise DataError(str(path), f"invalid UTF-8 at byte {exc.start}", line) from None
+        raise DataError(str(path), f"invalid UTF-8 at byte {exc.start} of the file", line) from None
+
+
+def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
+    with _open_text(path) as handle:
+        text = _decode(path, handle.read())
+    if not text.strip():
+        raise DataError(str(path), "empty file: no rows")
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        if not blob.strip():
-            raise DataError(str(path), "empty file: no rows") from None
-        raise DataError(str(path), f"invalid JSON: {exc.msg}", exc.lineno) from None
+        raise DataError(str(path), f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not data:
         raise DataError(str(path), "expected a non-empty JSON array of objects")
-    for index, record in enumerate(data, start=1):
-        size = len(json.dumps(record, ensure_ascii=False).encode())
-        if size > max_row_bytes:
-            yield (
-                index,
-                DataError(
-                    str(path), f"row is {size} bytes, over the limit of {max_row_bytes}", index, unit="item"
-                ),
-            )
-        else:
-            yield index, record
+    yield from enumerate(data, start=1)
 
 
 def _iter_csv(path: Path) -> Iterator[tuple[int, Any]]:
     with _open_text(path) as handle:
-        try:
-            text = handle.read().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(str(path), f"invalid UTF-8 at byte {exc.start}") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    seen = False
-    for record in reader:
-        seen = True
-        yield reader.line_num, dict(record)
+        text = _decode(path, handle.read())
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # size is checked per row instead
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    start, seen = 1, False
+    try:
+        for cells in reader:
+            line, start = start, reader.line_num + 1
+            if header is None:
+                header = cells
+                if len(set(header)) != len(header) or not all(header):
+                    yield line, DataError(str(path), "header has empty or repeated column names", line)
+                    return
+                continue
+            if not any(cells):
+                continue
+            seen = True
+            if len(cells) != len(header):
+                message = f"has {len(cells)} fields, the header has {len(header)}"
+                yield line, DataError(str(path), message, line)
+                continue
+            yield line, dict(zip(header, cells, strict=True))
+    except csv.Error as exc:
+        raise DataError(str(path), f"not valid CSV: {exc}", start) from None
     if not seen:
         raise DataError(str(path), "empty file: no rows")
 
@@ -185,14 +224,22 @@ def _iter_hf_dir(path: Path) -> Iterator[tuple[int, Any]]:
 # ---------------------------------------------------------------- presets
 
 
-def _need_str(record: Mapping[str, Any], key: str, allow_empty: bool = False) -> str:
+class RowError(ValueError):
+    """One record is unusable: `field` names the input field (None for the record as a whole)."""
+
+    def __init__(self, field: str | None, message: str):
+        self.field = field
+        super().__init__(message)
+
+
+def _need_str(record: Mapping[str, Any], key: str) -> str:
     if key not in record or record[key] is None:
-        raise KeyError(key)
+        raise RowError(key, "missing")
     value = record[key]
     if not isinstance(value, str):
-        raise TypeError(f"field '{key}': expected text, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
-        raise ValueError(f"field '{key}': empty")
+        raise RowError(key, f"expected text, got {type(value).__name__}")
+    if not value.strip():
+        raise RowError(key, "empty")
     return value
 
 
@@ -200,29 +247,32 @@ def _alpaca(record: Mapping[str, Any]) -> dict[str, Any]:
     instruction = _need_str(record, "instruction")
     extra = record.get("input") or ""
     if not isinstance(extra, str):
-        raise TypeError(f"field 'input': expected text, got {type(extra).__name__}")
+        raise RowError("input", f"expected text, got {type(extra).__name__}")
     prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
     return {"prompt": prompt, "response": _need_str(record, "output")}
 
 
 def strip_preamble(text: str) -> str:
-    """Remove the Alpaca "Below is an instruction ... ### Instruction:" wrapper FastChat sets carry."""
-    if text.startswith("Below is an instruction") and FASTCHAT_PREAMBLE_END in text:
-        text = text.split(FASTCHAT_PREAMBLE_END, 1)[1]
-        text = text.split("### Response:", 1)[0]
-    return text.strip()
+    """Undo the Alpaca wrapper FastChat sets carry ("Below is an instruction ... ### Instruction: X
+    ### Input: Y ### Response:") → "X\n\nY", the prompt the `alpaca` preset gives for the same row."""
+    if not (text.startswith("Below is an instruction") and FASTCHAT_PREAMBLE_END in text):
+        return text.strip()
+    text = text.split(FASTCHAT_PREAMBLE_END, 1)[1].split("### Response:", 1)[0]
+    instruction, _, extra = text.partition("### Input:")
+    return f"{instruction.strip()}\n\n{extra.strip()}" if extra.strip() else instruction.strip()
 
 
 def _turns(turns: Any, role_key: str, text_key: str, field_name: str) -> list[dict[str, str]]:
     if not isinstance(turns, list) or not turns:
-        raise TypeError(f"field '{field_name}': expected a non-empty list of turns")
+        raise RowError(field_name, "expected a non-empty list of turns")
     out = []
-    for turn in turns:
+    for number, turn in enumerate(turns, start=1):
         if not isinstance(turn, dict) or not isinstance(turn.get(text_key), str):
-            raise TypeError(f"field '{field_name}': each turn needs '{role_key}' and text '{text_key}'")
+            raise RowError(field_name, f"turn {number} needs '{role_key}' and text '{text_key}'")
         role = ROLE_ALIASES.get(str(turn.get(role_key, "")).lower())
         if role is None:
-            raise ValueError(f"field '{field_name}': unknown role {turn.get(role_key)!r}")
+            valid = ", ".join(sorted(ROLE_ALIASES))
+            raise RowError(field_name, f"turn {number}: unknown role {turn.get(role_key)!r}; valid: {valid}")
         out.append({"role": role, "content": turn[text_key]})
     return out
 
@@ -230,19 +280,17 @@ def _turns(turns: Any, role_key: str, text_key: str, field_name: str) -> list[di
 def _chat_row(turns: list[dict[str, str]], field_name: str) -> dict[str, Any]:
     last_assistant = max((i for i, t in enumerate(turns) if t["role"] == "assistant"), default=-1)
     if last_assistant < 1 or turns[last_assistant - 1]["role"] != "user":
-        raise ValueError(f"field '{field_name}': needs a user turn followed by an assistant turn")
-    row = {
-        "prompt": turns[last_assistant - 1]["content"],
-        "response": turns[last_assistant]["content"],
-    }
+        raise RowError(field_name, "needs a user turn followed by an assistant turn")
+    prompt, response = turns[last_assistant - 1]["content"], turns[last_assistant]["content"]
+    if not prompt.strip() or not response.strip():
+        raise RowError(field_name, "the last user or assistant turn is empty")
     history = turns[: last_assistant - 1]
-    row["messages"] = history or None
-    return row
+    return {"prompt": prompt, "response": response, "messages": history or None}
 
 
 def _fastchat(record: Mapping[str, Any]) -> dict[str, Any]:
     if "conversations" not in record:
-        raise KeyError("conversations")
+        raise RowError("conversations", "missing")
     turns = _turns(record["conversations"], "from", "value", "conversations")
     for turn in turns:
         if turn["role"] == "user":
@@ -252,14 +300,14 @@ def _fastchat(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def _messages(record: Mapping[str, Any]) -> dict[str, Any]:
     if "messages" not in record:
-        raise KeyError("messages")
+        raise RowError("messages", "missing")
     return _chat_row(_turns(record["messages"], "role", "content", "messages"), "messages")
 
 
 def _self_instruct(record: Mapping[str, Any]) -> dict[str, Any]:
     instances = record.get("instances")
     if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
-        raise KeyError("instances")
+        raise RowError("instances", "expected a non-empty list of {input, output} objects")
     first = instances[0]
     return _alpaca(
         {
@@ -288,6 +336,17 @@ PRESET_KEYS = {
     "alpaca": {"instruction", "output"},
     "plain": {"prompt", "response"},
 }
+INPUT_FIELDS = {
+    "id",
+    "instruction",
+    "input",
+    "output",
+    "conversations",
+    "messages",
+    "instances",
+    "prompt",
+    "response",
+}
 
 
 def detect_preset(record: Mapping[str, Any]) -> str | None:
@@ -299,9 +358,24 @@ def detect_preset(record: Mapping[str, Any]) -> str | None:
 
 
 def row_id(row: Mapping[str, Any]) -> str:
-    """Stable id from content: sha256 of prompt and response (first 16 hex digits)."""
-    blob = json.dumps([row.get("prompt"), row.get("response")], ensure_ascii=False).encode()
+    """Stable id from content: sha256 of prompt, response (and earlier turns if any), 16 hex digits."""
+    parts = [row.get("prompt"), row.get("response")]
+    if row.get("messages"):
+        parts.append(row["messages"])
+    blob = json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def check_options(preset: str | None, fields: Mapping[str, str] | None, taxonomy: Taxonomy) -> None:
+    """Raise `TreasureError` for an unknown preset or a `fields` target that nothing reads."""
+    if preset is not None and preset not in PRESETS:
+        raise TreasureError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    valid = sorted(INPUT_FIELDS) + [n for n in taxonomy.names if n not in INPUT_FIELDS]
+    for target, origin in (fields or {}).items():
+        if target not in valid:
+            raise TreasureError(
+                f"--field {target}={origin}: unknown target {target!r}; valid: {', '.join(valid)}"
+            )
 
 
 def normalise(
@@ -311,33 +385,37 @@ def normalise(
     taxonomy: Taxonomy | None = None,
     source: str | None = None,
 ) -> dict[str, Any]:
-    """Turn one raw record into a schema row. `fields` maps schema/marker name → input field.
+    """Turn one raw record into a schema row. `fields` maps schema/preset/marker name → input field.
 
-    Raises KeyError (missing field), TypeError (wrong type), ValueError or MarkerError (bad value).
+    Raises `RowError` naming the input field (missing, wrong type, empty, invalid marker value).
+    `source`, when given, sets the `source` marker of every row (a `source` column is then ignored).
     """
     if not isinstance(record, Mapping):
-        raise TypeError(f"expected a JSON object, got {type(record).__name__}")
+        raise RowError(None, f"expected a JSON object, got {type(record).__name__}")
     tax = taxonomy or Taxonomy.default()
-    fields = dict(fields or {})
     renamed = dict(record)
-    for target, origin in fields.items():
+    origin_of = {}
+    for target, origin in (fields or {}).items():
         if origin not in record:
-            raise KeyError(origin)
+            raise RowError(origin, f"missing (mapped to '{target}')")
         renamed[target] = record[origin]
-    row = PRESETS[preset](renamed)
+        origin_of[target] = origin
+    try:
+        row = PRESETS[preset](renamed)
+    except RowError as exc:
+        raise RowError(origin_of.get(exc.field, exc.field), str(exc)) from None
     raw_id = renamed.get("id")
     row["id"] = str(raw_id) if raw_id not in (None, "") else row_id(row)
     row.setdefault("messages", None)
+    row["source"] = None
     for name in tax.names:
-        value = renamed.get(name)
+        value = source if name == "source" and source is not None else renamed.get(name)
         if value is None or value == "":
             continue
         try:
             row[name] = tax.canonical(name, value)
         except MarkerError as exc:
-            raise ValueError(f"field '{name}': {exc}") from None
-    if source is not None:
-        row["source"] = tax.canonical("source", source)
+            raise RowError(origin_of.get(name, name), str(exc)) from None
     return row
 
 
@@ -357,56 +435,69 @@ def load(
 
     Without `skip_invalid` the first bad row raises `DataError` (file:line: field: problem). With it,
     bad rows are skipped, counted and (unless `write_rejects` is False) written to `rejects_path`
-    (default: `<path>.rejects.jsonl`).
+    (default: `<path>.rejects.jsonl`), one JSON object per rejected row with its file, line, field,
+    error and raw record. A file with no valid row at all raises `DataError`.
     """
     path = Path(path)
-    unit = "line" if _base_suffix(path) in (".jsonl", ".ndjson", ".csv") else "row"
-    unit = "item" if _base_suffix(path) == ".json" else unit
+    tax = taxonomy or Taxonomy.default()
+    check_options(preset, fields, tax)
+    if source is not None:
+        tax.canonical("source", source)
+    unit = _unit(path)
     rows: list[dict[str, Any]] = []
     rejected: list[DataError] = []
+    raw_rejects: list[Any] = []
     for number, record in iter_records(path, max_row_bytes):
         try:
             if isinstance(record, DataError):
                 raise record
             if preset is None:
-                preset = (
-                    detect_preset({**record, **{k: True for k in (fields or {})}})
-                    if isinstance(record, Mapping)
-                    else None
-                )
-                if preset is None:
-                    keys = sorted(record) if isinstance(record, Mapping) else type(record).__name__
-                    raise DataError(
-                        str(path),
-                        f"cannot detect a preset from fields {keys}; pass "
-                        f"--preset ({', '.join(PRESETS)}) or --field",
-                        number,
-                        unit=unit,
-                    )
-            row = normalise(record, preset, fields, taxonomy, source)
+                preset = _detect(path, number, record, fields, unit)
+            row = normalise(record, preset, fields, tax, source)
+        except DataError as exc:
+            error, raw = exc, None
+        except RowError as exc:
+            error, raw = DataError(str(path), str(exc), number, exc.field, unit=unit), record
+        else:
             row["id"] = id_prefix + row["id"]
             rows.append(row)
-        except DataError as exc:
-            error = exc
-        except KeyError as exc:
-            error = DataError(str(path), "missing", number, str(exc.args[0]), unit=unit)
-        except (TypeError, ValueError) as exc:
-            error = DataError(str(path), str(exc), number, unit=unit)
-        else:
             continue
         if not skip_invalid:
             raise error
         rejected.append(error)
+        raw_rejects.append(raw)
+    written = (
+        _write_rejects(path, rejected, raw_rejects, rejects_path) if rejected and write_rejects else None
+    )
+    if not rows:
+        where = f"; rejects in {written}" if written else ""
+        raise DataError(str(path), f"no valid rows ({len(rejected)} rejected{where}); first: {rejected[0]}")
+    return LoadResult(_to_dataset(rows), str(preset), rejected, written)
+
+
+def _detect(path: Path, number: int, record: Any, fields: Mapping[str, str] | None, unit: str) -> str:
+    keys = set(record) | set(fields or {}) if isinstance(record, Mapping) else set()
+    preset = detect_preset(dict.fromkeys(keys))
     if preset is None:
-        raise DataError(str(path), "no valid rows")
-    written = _write_rejects(path, rejected, rejects_path) if rejected and write_rejects else None
-    return LoadResult(_to_dataset(rows), preset, rejected, written)
+        shown = sorted(map(str, keys)) if isinstance(record, Mapping) else type(record).__name__
+        raise DataError(
+            str(path),
+            f"cannot detect a preset from fields {shown}; pass --preset ({', '.join(PRESETS)}) or --field",
+            number,
+            unit=unit,
+        )
+    return preset
 
 
-def _write_rejects(path: Path, rejected: list[DataError], target: str | Path | None) -> Path:
+def _write_rejects(path: Path, rejected: list[DataError], raws: list[Any], target: str | Path | None) -> Path:
     out = Path(target) if target else path.with_name(path.name + ".rejects.jsonl")
     lines = [
-        json.dumps({"file": e.path, "line": e.line, "field": e.field, "error": e.reason}) for e in rejected
+        json.dumps(
+            {"file": e.path, "line": e.line, "field": e.field, "error": e.reason, "record": raw},
+            ensure_ascii=False,
+            default=str,
+        )
+        for e, raw in zip(rejected, raws, strict=True)
     ]
     atomic_write_text(out, "\n".join(lines) + "\n")
     return out
@@ -425,16 +516,23 @@ def _to_dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
 # ---------------------------------------------------------------- writing
 
 
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write text to `path` through a temp file and rename, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -442,29 +540,40 @@ def write_jsonl(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """Atomically write rows as JSONL (gzip when the name ends in .gz)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temp_path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(tmp, "wt", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-    tmp.replace(path)
+    try:
+        with opener(tmp, "wt", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
 def save(dataset: datasets.Dataset, path: str | Path) -> Path:
-    """Atomically save a dataset; the format follows the name: .jsonl[.gz], .parquet, else an HF dir."""
+    """Atomically save a dataset: `.jsonl`, `.jsonl.gz`, `.parquet`, or an HF dir (a name without suffix)."""
     path = Path(path)
     kind = _base_suffix(path)
-    if kind == ".jsonl":
+    if kind in (".jsonl", ".ndjson"):
         return write_jsonl(dataset, path)
+    if (
+        kind in (".json", ".csv")
+        or path.suffix == ".gz"
+        or (kind == ".parquet") != (path.suffix == ".parquet")
+    ):
+        raise DataError(str(path), "save writes .jsonl, .jsonl.gz, .parquet or a directory (no suffix)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temp_path(path)
     if kind == ".parquet":
-        dataset.to_parquet(str(tmp))
-        tmp.replace(path)
+        try:
+            dataset.to_parquet(str(tmp))
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
     dataset.save_to_disk(str(tmp))
     if path.exists():
         shutil.rmtree(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,33 @@ MARKER_KEYS = {
     "within",
 }
 CHANGE_KEYS = {"add_values", "remove_values"}
+NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+INT_RE = re.compile(r"^[+-]?\d+$")
+_KIND_WORD = {"integer": "a whole number", "float": "a finite number"}
+
+
+def _number(raw: Any, kind: str) -> int | float | None:
+    """`raw` as a finite int (kind integer) or float, or None. Text must be a plain decimal number."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        text = raw.strip()
+        if kind == "integer" and INT_RE.match(text) and len(text) <= 4000:
+            return int(text)
+        if not NUMBER_RE.match(text):
+            return None
+        raw = text
+    if kind == "integer" and isinstance(raw, int):
+        return raw
+    try:
+        number = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(number):
+        return None
+    if kind == "integer":
+        return int(number) if number == int(number) else None
+    return number
 
 
 @dataclass(frozen=True)
@@ -67,26 +95,17 @@ class Marker:
                 if value.lower() == text.lower():
                     return value
             raise MarkerError(
-                f"invalid value {raw!r} for marker '{self.name}'; valid: {', '.join(self.values)}"
+                f"invalid value {_show(raw)} for marker '{self.name}'; valid: {', '.join(self.values)}"
             )
-        if isinstance(raw, bool):
-            raise MarkerError(f"invalid value {raw!r} for {self.kind} marker '{self.name}'")
-        try:
-            number = float(str(raw).strip()) if isinstance(raw, str) else float(raw)
-        except (TypeError, ValueError):
+        number = _number(raw, self.kind)
+        if number is None:
             raise MarkerError(
-                f"invalid value {raw!r} for marker '{self.name}': expected {self.kind}"
-            ) from None
-        if not math.isfinite(number):
-            raise MarkerError(f"invalid value {raw!r} for marker '{self.name}': not finite")
-        if self.kind == "integer":
-            if number != int(number):
-                raise MarkerError(f"invalid value {raw!r} for marker '{self.name}': not an integer")
-            number = int(number)
+                f"invalid value {_show(raw)} for marker '{self.name}': expected {_KIND_WORD[self.kind]}"
+            )
         if self.minimum is not None and number < self.minimum:
-            raise MarkerError(f"value {raw!r} for marker '{self.name}' is below {self.minimum}")
+            raise MarkerError(f"value {_show(raw)} for marker '{self.name}' is below {self.minimum}")
         if self.maximum is not None and number > self.maximum:
-            raise MarkerError(f"value {raw!r} for marker '{self.name}' is above {self.maximum}")
+            raise MarkerError(f"value {_show(raw)} for marker '{self.name}' is above {self.maximum}")
         return number
 
     def bucket_of(self, number: float, thresholds: tuple[float, ...] | None = None) -> str:
@@ -95,6 +114,11 @@ class Marker:
         With thresholds (a, b): value < a -> first, a <= value <= b -> middle, value > b -> last.
         """
         cuts = self.thresholds if thresholds is None else thresholds
+        if self.kind != "ordinal" or len(cuts) != len(self.values) - 1:
+            raise MarkerError(
+                f"marker '{self.name}' cannot bucket numbers: it needs {max(len(self.values) - 1, 0)} "
+                f"thresholds, has {len(cuts)}"
+            )
         index = int(number >= cuts[0]) + sum(number > cut for cut in cuts[1:])
         return self.values[index]
 
@@ -208,7 +232,9 @@ def from_data(data: Any, source: str) -> Taxonomy:
         raise TaxonomyError([f"{source}: top level must be a mapping with a 'markers' key"])
     for key in data:
         if key not in ("version", "extends", "markers"):
-            problems.append(f"{source}: {key}: unknown top-level key")
+            problems.append(f"{source}: {key}: unknown top-level key; valid: version, extends, markers")
+    if data.get("version", 1) != 1:
+        problems.append(f"{source}: version: only version 1 is known, got {data['version']!r}")
     extends = data.get("extends")
     base: dict[str, dict[str, Any]] = {}
     if extends is not None:
@@ -217,42 +243,55 @@ def from_data(data: Any, source: str) -> Taxonomy:
         else:
             base = {n: m.to_dict() for n, m in _default().markers.items()}
     entries = data.get("markers")
+    if entries is None and base:
+        entries = {}
     if not isinstance(entries, dict) or (not entries and not base):
         problems.append(f"{source}: markers: must be a non-empty mapping of marker name → definition")
         entries = {}
     merged = {name: dict(spec) for name, spec in base.items()}
-    for name, spec in entries.items():
+    for raw_name, spec in entries.items():
+        name = str(raw_name)
         key = f"{source}: markers.{name}"
         if spec is None and name in merged:
             del merged[name]  # `name: null` removes an inherited marker
             continue
         if not isinstance(spec, dict):
-            problems.append(f"{key}: must be a mapping")
+            problems.append(f"{key}: must be a mapping (or null to remove an inherited marker)")
             continue
-        target = merged.setdefault(str(name), {})
-        for change in CHANGE_KEYS & spec.keys():
-            if not isinstance(spec[change], list):
+        target = merged.setdefault(name, {})
+        changes = {}
+        for change in sorted(CHANGE_KEYS & spec.keys()):
+            if isinstance(spec[change], list):
+                changes[change] = [str(v) for v in spec[change]]
+            else:
                 problems.append(f"{key}.{change}: must be a list")
-        values = list(target.get("values", []))
-        values += [v for v in spec.get("add_values", []) or [] if v not in values]
-        removed = spec.get("remove_values", []) or []
-        for value in removed:
+        target.update({k: v for k, v in spec.items() if k not in CHANGE_KEYS})
+        if not changes:
+            continue
+        values = target.get("values")
+        values = [str(v) for v in values] if isinstance(values, list) else []
+        values += [v for v in changes.get("add_values", []) if v not in values]
+        for value in changes.get("remove_values", []):
             if value not in values:
                 problems.append(f"{key}.remove_values: {value!r} is not a value of '{name}'")
-        values = [v for v in values if v not in removed]
-        target.update({k: v for k, v in spec.items() if k not in CHANGE_KEYS})
-        if values or "values" in target:
-            target["values"] = spec.get("values", values) if "values" in spec else values
+        target["values"] = [v for v in values if v not in changes.get("remove_values", [])]
     markers = {}
     for name, spec in merged.items():
         marker = _marker(name, spec, f"{source}: markers.{name}", problems)
         if marker is not None:
             markers[name] = marker
     for name, marker in markers.items():
-        for ref_key in ("of", "within"):
+        for ref_key, kinds in (("of", ("integer", "float")), ("within", ("categorical", "ordinal"))):
             ref = getattr(marker, ref_key)
-            if ref is not None and ref not in markers:
+            if ref is None:
+                continue
+            if ref not in markers:
                 problems.append(f"{source}: markers.{name}.{ref_key}: unknown marker '{ref}'")
+            elif markers[ref].kind not in kinds:
+                problems.append(
+                    f"{source}: markers.{name}.{ref_key}: '{ref}' is {markers[ref].kind}, "
+                    f"must be {' or '.join(kinds)}"
+                )
     if problems:
         raise TaxonomyError(problems)
     return Taxonomy(markers)
@@ -277,21 +316,29 @@ def _marker(name: str, spec: dict[str, Any], key: str, problems: list[str]) -> M
     if kind in ("integer", "float") and values:
         problems.append(f"{key}.values: a {kind} marker takes minimum/maximum, not values")
     for value in values:
-        if not VALUE_RE.match(value):
-            problems.append(f"{key}.values: {value!r} may not contain <, >, & or line breaks")
+        if not VALUE_RE.match(value) or value != value.strip():
+            problems.append(
+                f"{key}.values: {value!r} may not contain <, >, & or line breaks, "
+                "nor start or end with a space"
+            )
     lowered = [v.lower() for v in values]
     for value in sorted({v for v in lowered if lowered.count(v) > 1}):
         problems.append(f"{key}.values: {value!r} appears more than once (case-insensitive)")
     if not isinstance(spec.get("user_settable", True), bool):
         problems.append(f"{key}.user_settable: must be true or false")
     for bound in ("minimum", "maximum"):
-        if spec.get(bound) is not None and not isinstance(spec[bound], int | float):
+        if spec.get(bound) is not None and not _is_number(spec[bound]):
             problems.append(f"{key}.{bound}: must be a number")
+    for ref_key in ("of", "within"):
+        if spec.get(ref_key) is not None and not isinstance(spec[ref_key], str):
+            problems.append(f"{key}.{ref_key}: must be a marker name")
     thresholds = spec.get("thresholds") or []
-    if thresholds:
+    if not isinstance(thresholds, list):
+        problems.append(f"{key}.thresholds: must be a list of numbers")
+    elif thresholds:
         if kind != "ordinal":
             problems.append(f"{key}.thresholds: only ordinal markers take thresholds")
-        elif not all(isinstance(t, int | float) for t in thresholds):
+        elif not all(_is_number(t) for t in thresholds):
             problems.append(f"{key}.thresholds: must be numbers")
         elif list(thresholds) != sorted(thresholds):
             problems.append(f"{key}.thresholds: must be ascending")
@@ -301,7 +348,9 @@ def _marker(name: str, spec: dict[str, Any], key: str, problems: list[str]) -> M
                 f"got {len(thresholds)}"
             )
     quantiles = spec.get("quantiles")
-    if quantiles is not None and (not isinstance(quantiles, int) or quantiles != len(values)):
+    if quantiles is not None and (
+        isinstance(quantiles, bool) or not isinstance(quantiles, int) or quantiles != len(values)
+    ):
         problems.append(f"{key}.quantiles: must equal the number of values ({len(values)})")
     if len(problems) > start:
         return None
@@ -321,8 +370,32 @@ def _marker(name: str, spec: dict[str, Any], key: str, problems: list[str]) -> M
     )
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _show(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def with_thresholds(taxonomy: Taxonomy, name: str, thresholds: tuple[float, ...]) -> Taxonomy:
-    """A copy of `taxonomy` whose ordinal marker `name` uses new bucket thresholds."""
+    """A copy of `taxonomy` whose ordinal marker `name` uses new bucket thresholds (validated)."""
+    marker = taxonomy[name]
+    cuts = [int(t) if isinstance(t, numbers.Integral) else t for t in thresholds]
+    cuts = [float(t) if isinstance(t, numbers.Real) and not isinstance(t, int) else t for t in cuts]
+    problems = []
+    if marker.kind != "ordinal":
+        problems.append(f"markers.{name}.thresholds: only ordinal markers take thresholds")
+    elif not all(_is_number(t) for t in cuts) or cuts != sorted(cuts):
+        problems.append(f"markers.{name}.thresholds: must be ascending numbers, got {cuts}")
+    elif len(cuts) != len(marker.values) - 1:
+        problems.append(
+            f"markers.{name}.thresholds: {len(marker.values)} values need {len(marker.values) - 1} "
+            f"thresholds, got {len(cuts)}"
+        )
+    if problems:
+        raise TaxonomyError(problems)
     markers = dict(taxonomy.markers)
-    markers[name] = replace(taxonomy[name], thresholds=tuple(thresholds))
+    markers[name] = replace(marker, thresholds=tuple(cuts))
     return Taxonomy(markers)

@@ -54,26 +54,36 @@ def render(markers: Mapping[str, Any], taxonomy: Taxonomy | None = None) -> str:
 
 
 def parse(text: str, taxonomy: Taxonomy | None = None) -> Parsed:
-    """Split model output into (markers, response). Never raises.
+    """Split model output into (markers, response). Never raises; the response text is never lost.
 
-    Leading whitespace before the block is allowed. Text without a block at its start is returned
-    whole with no markers; an unclosed block likewise, with an error. Inside a closed block, bad lines,
-    unknown names, duplicates and invalid values are skipped and listed in `error`.
+    Only a block at the very start (after optional whitespace) counts; tags anywhere in the response
+    body (`<TEMPLATE>`, `<task>`, ...) are ignored and kept as response text. A block is closed by the
+    first `</TEMPLATE>`; every line before it must look like a tag, else the block counts as unclosed.
+    Text without a block is returned whole with no markers; an unclosed block likewise, with an error.
+    Inside a closed block, malformed lines, unknown names, duplicates and invalid values are skipped and
+    listed in `error` (the valid markers are kept).
     """
     tax = taxonomy or Taxonomy.default()
     stripped = text.lstrip()
     if not stripped.startswith(OPEN):
         return Parsed(response=text)
     end = stripped.find(CLOSE)
-    if end < 0:
-        return Parsed(response=text, error="unclosed template block", has_block=True)
     body = stripped[len(OPEN) : end]
+    prose = next((line for line in body.split("\n") if not _tag_like(line)), None) if end >= 0 else None
+    if end < 0 or prose is not None:
+        reason = "no </TEMPLATE>" if end < 0 else f"line {prose.strip()[:60]!r} is not a marker"
+        return Parsed(response=text, error=f"unclosed template block: {reason}", has_block=True)
     response = stripped[end + len(CLOSE) :]
     if response.startswith("\n"):
         response = response[1:]
     markers, problems = _parse_body(body, tax)
     error = "; ".join(problems) if problems else None
     return Parsed(markers=markers, response=response, error=error, has_block=True)
+
+
+def _tag_like(line: str) -> bool:
+    line = line.strip()
+    return not line or (line.startswith("<") and line.endswith(">"))
 
 
 def _parse_body(body: str, tax: Taxonomy) -> tuple[dict[str, Any], list[str]]:
@@ -108,19 +118,30 @@ def escape(text: str) -> str:
 
 
 def with_prompt_markers(prompt: str, markers: Mapping[str, Any], taxonomy: Taxonomy | None = None) -> str:
-    """The user turn: escaped prompt, then (if any markers) a blank line and the rendered block."""
+    """The user turn: `escape(prompt)`, then (if any markers) a blank line and the rendered block.
+
+    The prompt is always escaped, so whatever tag-like text it holds, `parse_prompt` of the result
+    returns exactly `markers` (None values dropped); with no markers there is no block at all.
+    """
+    tax = taxonomy or Taxonomy.default()
     text = escape(prompt)
-    if not markers:
+    if not tax.canonical_markers(markers):
         return text
-    return f"{text}\n\n{render(markers, taxonomy).rstrip(chr(10))}"
+    return f"{text}\n\n{render(markers, tax).rstrip(chr(10))}"
 
 
 def parse_prompt(text: str, taxonomy: Taxonomy | None = None) -> Parsed:
-    """Read the markers the builder appended to a user turn (escaped user text has no block)."""
+    """Read the markers the builder appended to a user turn; `.response` is the (escaped) prompt part.
+
+    Only a block that ends the text counts: escaped user text cannot contain `<TEMPLATE>`, so the last
+    one is the builder's. Never raises.
+    """
     start = text.rfind(OPEN)
     if start < 0:
         return Parsed(response=text)
-    parsed = parse(text[start:] + "\n", taxonomy)
+    parsed = parse(text[start:], taxonomy)
+    if parsed.response.strip():  # unclosed, or text after the block: not the builder's block
+        return Parsed(response=text, error=parsed.error or "template block does not end the prompt")
     prompt = text[:start]
     if prompt.endswith("\n\n"):
         prompt = prompt[:-2]

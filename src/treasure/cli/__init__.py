@@ -33,8 +33,12 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show trac
 
 
 def _register_commands() -> None:
+    """Import every command module of this package and let it register its commands (once)."""
+    if STATE.get("registered"):
+        return
     for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
         importlib.import_module(f"{__name__}.{module}").register(app)
+    STATE["registered"] = True
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -63,30 +63,52 @@ def template_parse(
     """Parse model output: markers, response, and what was wrong if anything."""
     text = file.read_text(encoding="utf-8") if file else sys.stdin.read()
     parsed = template.parse(text, Taxonomy.load(taxonomy))
-    console.print_json(data={"markers": parsed.markers, "response": parsed.response, "error": parsed.error})
+    console.print_json(
+        data={
+            "markers": parsed.markers,
+            "response": parsed.response,
+            "error": parsed.error,
+            "has_block": parsed.has_block,
+        }
+    )
 
 
 @data_app.command("inspect")
 def data_inspect(
     file: Path,
     preset: str | None = typer.Option(None, help=f"One of {', '.join(io.PRESETS)} (default: detect)."),
-    field: list[str] = typer.Option([], "--field", help="NAME=INPUT_FIELD mapping, repeatable."),
+    field: list[str] = typer.Option(
+        [], "--field", help="NAME=INPUT_FIELD: read schema field or marker NAME from INPUT_FIELD; repeatable."
+    ),
+    taxonomy: Path | None = TaxonomyOpt,
     errors: int = typer.Option(5, help="How many errors to show."),
 ) -> None:
-    """Rows, fields, detected preset and the first errors of a dataset file."""
+    """Rows, fields, detected preset and the first errors of a dataset file (writes nothing)."""
     result = io.load(
-        file, preset=preset, fields=dict(parse_marker_args(field)), skip_invalid=True, write_rejects=False
+        file,
+        preset=preset,
+        fields=dict(parse_marker_args(field)),
+        taxonomy=Taxonomy.load(taxonomy),
+        skip_invalid=True,
+        write_rejects=False,
     )
     ds = result.dataset
-    table = Table(title=f"{file}  ({len(ds)} rows, preset {result.preset}, {len(result.rejected)} rejected)")
-    table.add_column("field")
-    table.add_column("non-null", justify="right")
+    console.print(f"{file}: {len(ds)} rows, preset {result.preset}, {len(result.rejected)} rejected")
+    table = Table()
+    for column in ("field", "non-null", "first value"):
+        table.add_column(column, justify="right" if column == "non-null" else "left")
     for name in ds.column_names:
         values = ds[name]
-        table.add_row(name, f"{sum(v is not None for v in values)}")
+        first = next((v for v in values if v is not None), None)
+        shown = "" if first is None else " ".join(str(first).split())
+        table.add_row(
+            name, str(sum(v is not None for v in values)), shown[:60] + ("…" if len(shown) > 60 else "")
+        )
     console.print(table)
     for error in result.rejected[:errors]:
-        console.print(f"[red]{error}[/]")
+        console.print(f"[red]{error}[/]", markup=True, highlight=False, soft_wrap=True)
+    if len(result.rejected) > errors:
+        console.print(f"… and {len(result.rejected) - errors} more")
 
 
 def parse_marker_args(pairs: list[str]) -> list[tuple[str, str]]:
