@@ -314,7 +314,7 @@ def _marker(name: str, spec: dict[str, Any], key: str, problems: list[str]) -> M
     if kind in ("categorical", "ordinal") and not values:
         problems.append(f"{key}.values: a {kind} marker needs at least one value")
     if kind in ("integer", "float") and values:
-        problems.append(f"{key}.values: a {kind} marker takes minimum/maximum, not values")
+        problems.append(f"{key}.values: {kind} markers take minimum/maximum, not values")
     for value in values:
         if not VALUE_RE.match(value) or value != value.strip():
             problems.append(
