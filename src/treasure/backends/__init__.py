@@ -1,0 +1,68 @@
+"""Inference backends for `treasure.generate`: each turns finished prompt texts into completions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+BACKENDS = ("transformers", "vllm")
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding options shared by every backend (temperature 0 means greedy; same seed, same output).
+
+    `batch_size` prompts go to the backend at once; batch i is sampled with seed `seed + i`.
+    """
+
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+    batch_size: int = 16
+
+
+@dataclass
+class Completion:
+    """Text the model wrote after the prompt, how many tokens, and whether it stopped on its own."""
+
+    text: str
+    n_tokens: int
+    finished: bool
+
+
+class Backend(Protocol):
+    """What `Generator` needs from an inference engine."""
+
+    tokenizer: Any
+
+    def complete(self, texts: list[str], config: GenerationConfig) -> list[Completion]:
+        """Complete each fully formatted prompt text (chat template already applied)."""
+        ...
+
+    def stream(self, text: str, config: GenerationConfig) -> Iterator[str]:
+        """Yield the completion of one prompt text piece by piece."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` under the model's tokenizer."""
+        ...
+
+
+def load_backend(name: str, model_dir: str | Path, **options: Any) -> Backend:
+    """Instantiate the backend called `name` for a model dir."""
+    if name == "transformers":
+        from treasure.backends.transformers_backend import TransformersBackend
+
+        return TransformersBackend(model_dir, **options)
+    if name == "vllm":
+        from treasure.backends.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model_dir, **options)
+    from treasure.errors import TreasureError
+
+    raise TreasureError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")

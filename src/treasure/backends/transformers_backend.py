@@ -1,0 +1,96 @@
+"""The default backend: Hugging Face transformers `generate`, batched with left padding, CPU or GPU."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
+
+from treasure.backends import Completion, GenerationConfig
+from treasure.errors import TreasureError
+
+
+class TransformersBackend:
+    """Wraps a causal LM and its tokenizer; one generate call at a time (a lock guards the seeded RNG)."""
+
+    def __init__(self, model_dir: str | Path, device: str | None = None) -> None:
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise TreasureError(f"{path}: not a model dir (no config.json); make one with `treasure train`")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos])
+        self._lock = threading.Lock()
+
+    def _generate_kwargs(self, config: GenerationConfig) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": config.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": sorted(self.eos_ids),
+            "repetition_penalty": config.repetition_penalty,
+        }
+        if config.temperature > 0:
+            kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
+            kwargs["top_k"] = config.top_k or None
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def complete(self, texts: list[str], config: GenerationConfig) -> list[Completion]:
+        """Complete prompt texts as one left-padded batch, sampled with `config.seed`."""
+        inputs = self._encode(texts)
+        with self._lock, torch.no_grad():
+            torch.manual_seed(config.seed)
+            generated = self.model.generate(**inputs, **self._generate_kwargs(config))
+        new_tokens = generated[:, inputs["input_ids"].shape[1] :].tolist()
+        return [self._completion(row) for row in new_tokens]
+
+    def _completion(self, tokens: list[int]) -> Completion:
+        stop = next((i for i, tok in enumerate(tokens) if tok in self.eos_ids), None)
+        kept = tokens if stop is None else tokens[:stop]
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        return Completion(
+            text=text, n_tokens=len(tokens) if stop is None else stop + 1, finished=stop is not None
+        )
+
+    def stream(self, text: str, config: GenerationConfig) -> Iterator[str]:
+        """Yield decoded text pieces as they are generated (a worker thread runs `generate`)."""
+        inputs = self._encode([text])
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = self._generate_kwargs(config)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with self._lock, torch.no_grad():
+                    torch.manual_seed(config.seed)
+                    self.model.generate(**inputs, **kwargs, streamer=streamer)
+            except BaseException as exc:  # surfaced to the caller below
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield from (piece for piece in streamer if piece)
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` under this model's tokenizer."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

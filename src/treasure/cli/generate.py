@@ -1,0 +1,74 @@
+"""`treasure generate`: answers from a model dir under conditioning, controlling or fixed markers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from treasure.cli import console
+from treasure.cli.basics import parse_marker_args
+from treasure.errors import TreasureError
+from treasure.generate import MODES, GenerationConfig, Generator, output_row, read_prompts
+from treasure.io import write_jsonl
+
+
+def generate_command(
+    model_dir: Path = typer.Argument(..., help="Model dir written by `treasure train`."),
+    prompt: str | None = typer.Option(None, "--prompt", "-p", help="One prompt."),
+    prompts: Path | None = typer.Option(None, "--prompts", help="JSONL rows with `id` and `prompt`."),
+    marker: list[str] = typer.Option([], "--marker", "-m", help="NAME=VALUE, repeatable (controlling)."),
+    mode: str | None = typer.Option(
+        None,
+        help=f"One of {', '.join(MODES)} (default: controlling if --marker is given, else conditioning).",
+    ),
+    strict: bool = typer.Option(False, help="Prefill the given markers so the model cannot contradict them."),
+    seed: int = typer.Option(0, help="Sampling seed (same seed, same output)."),
+    temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy)."),
+    top_p: float = typer.Option(0.95, help="Nucleus sampling mass."),
+    max_new_tokens: int = typer.Option(256, help="Completion length cap in model tokens."),
+    batch_size: int = typer.Option(16, help="Prompts per batch."),
+    backend: str = typer.Option("transformers", help="transformers or vllm."),
+    show_markers: bool = typer.Option(False, "--show-markers", help="Print the markers beside the answer."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write JSON lines here (default: stdout)."),
+) -> None:
+    """Generate answers; writes `id, prompt, response, markers, markers_error` per prompt."""
+    if (prompt is None) == (prompts is None):
+        raise TreasureError("give exactly one of --prompt TEXT or --prompts FILE.jsonl")
+    given = dict(parse_marker_args(marker)) or None
+    mode = mode or ("controlling" if given else "conditioning")
+    rows = read_prompts(prompts) if prompts else [{"id": "0", "prompt": prompt, "markers": None}]
+    markers = [{**(row["markers"] or {}), **(given or {})} or None for row in rows]
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size
+    )
+    generator = Generator.from_model_dir(model_dir, backend=backend)
+    texts = [row["prompt"] for row in rows]
+    if prompts is not None:
+        columns = (TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("generate", total=len(rows))
+            results = generator.generate(
+                texts, mode, markers, strict, config, progress=lambda n: bar.advance(task, n)
+            )
+    else:
+        results = generator.generate(texts, mode, markers, strict, config)
+    out_rows = [output_row(row["id"], result) for row, result in zip(rows, results, strict=True)]
+    if out is not None:
+        write_jsonl(out_rows, out)
+        console.print(f"wrote {len(out_rows)} rows to {out}")
+    elif prompts is not None:
+        for row in out_rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        result = results[0]
+        if show_markers:
+            console.print_json(data={"markers": result.markers, "markers_error": result.markers_error})
+        sys.stdout.write(result.response.rstrip("\n") + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate_command)

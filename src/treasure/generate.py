@@ -1,0 +1,283 @@
+"""Generation with a marked model: conditioning, controlling and fixed modes (DESIGN.md §1, §2).
+
+- conditioning: no markers given; the model writes its template block, then the answer.
+- controlling: the caller's markers go into the user turn exactly as in training
+  (`template.with_prompt_markers`); with `strict` they are also prefilled at the start of the
+  completion's block so the model cannot contradict them.
+- fixed: `instructions.detect` turns constraints stated in plain words into markers and removes the
+  sentence that stated them; then as controlling.
+
+The answer never contains the template; the markers the model wrote are parsed separately.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from treasure import instructions, template
+from treasure.backends import Backend, Completion, GenerationConfig, load_backend
+from treasure.errors import DataError, MarkerError, TreasureError
+from treasure.io import iter_records
+from treasure.taxonomy import Taxonomy
+
+__all__ = ["MODES", "AnswerFilter", "Generation", "GenerationConfig", "Generator", "Mode", "Prepared"]
+
+Mode = Literal["conditioning", "controlling", "fixed"]
+MODES: tuple[str, ...] = ("conditioning", "controlling", "fixed")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Everything fed to the model for one prompt: `text` is the exact input string."""
+
+    prompt: str
+    model_prompt: str
+    user_turn: str
+    given_markers: dict[str, Any]
+    prefill: str
+    text: str
+    mode: str
+
+
+@dataclass
+class Generation:
+    """One result: the answer only, the markers written or given, and what was wrong with the block."""
+
+    prompt: str
+    response: str
+    markers: dict[str, Any] = field(default_factory=dict)
+    markers_error: str | None = None
+    given_markers: dict[str, Any] = field(default_factory=dict)
+    n_tokens: int = 0
+    finished: bool = True
+    mode: str = "conditioning"
+    raw: str = ""
+
+
+class AnswerFilter:
+    """Turns a stream of completion text into a stream of answer text: the template is held back.
+
+    `feed` returns the answer text that can be released now; `finish` returns the rest. Their
+    concatenation always equals `template.parse(whole_text).response`.
+    """
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.emitted = ""
+        self.state = "start"  # start → block → answer
+
+    def _release(self, text: str) -> str:
+        self.emitted += text
+        return text
+
+    def feed(self, piece: str) -> str:
+        self.raw += piece
+        if self.state == "answer":
+            return self._release(piece)
+        stripped = self.raw.lstrip()
+        if self.state == "start":
+            if template.OPEN.startswith(stripped):
+                return ""  # empty, or could still become "<TEMPLATE>"
+            if not stripped.startswith(template.OPEN):
+                self.state = "answer"
+                return self._release(self.raw)
+            self.state = "block"
+        end = stripped.find(template.CLOSE)
+        rest = stripped[end + len(template.CLOSE) :] if end >= 0 else ""
+        if not rest:
+            return ""  # still inside the block, or the "\n" after it may still come
+        self.state = "answer"
+        return self._release(rest[1:] if rest.startswith("\n") else rest)
+
+    def finish(self) -> str:
+        response = template.parse(self.raw).response
+        if not response.startswith(self.emitted):  # cannot happen: kept as a guard for safety
+            raise RuntimeError("answer filter released text that is not part of the answer")
+        return self._release(response[len(self.emitted) :])
+
+
+class Generator:
+    """A model dir (weights, tokenizer with chat template, taxonomy) behind one inference backend."""
+
+    def __init__(self, backend: Backend, taxonomy: Taxonomy, marked: bool = True, name: str = "model"):
+        self.backend = backend
+        self.taxonomy = taxonomy
+        self.marked = marked
+        self.name = name
+
+    @classmethod
+    def from_model_dir(cls, path: str | Path, backend: str = "transformers", **options: Any) -> Generator:
+        """Load a model dir written by `treasure train` (its taxonomy.yaml and train.json included)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise TreasureError(f"{path}: model dir not found")
+        tax_file = path / "taxonomy.yaml"
+        if tax_file.is_file():
+            taxonomy = Taxonomy.load(tax_file)
+        else:
+            log.warning("%s has no taxonomy.yaml; using the default taxonomy", path)
+            taxonomy = Taxonomy.default()
+        marked = True
+        train_file = path / "train.json"
+        if train_file.is_file():
+            marked = bool(json.loads(train_file.read_text(encoding="utf-8")).get("marked", True))
+        return cls(load_backend(backend, path, **options), taxonomy, marked=marked, name=path.name)
+
+    # ------------------------------------------------------------------ prompt side
+
+    def prepare(
+        self,
+        prompt: str,
+        mode: str = "conditioning",
+        markers: Mapping[str, Any] | None = None,
+        strict: bool = False,
+        history: Sequence[Mapping[str, str]] | None = None,
+    ) -> Prepared:
+        """Build the exact model input for one prompt; invalid markers raise `MarkerError`."""
+        if mode not in MODES:
+            raise TreasureError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+        given = dict(markers or {})
+        model_prompt = prompt
+        if mode == "conditioning" and given:
+            raise MarkerError("conditioning mode takes no markers; use mode 'controlling' to set markers")
+        if mode == "fixed":
+            detection = instructions.detect(prompt, taxonomy=self.taxonomy)
+            given = {**detection.markers, **given}
+            model_prompt = detection.prompt
+        given = self.taxonomy.user_markers(given)
+        if not self.marked and (given or strict):
+            raise TreasureError(
+                f"model '{self.name}' was trained without markers (train.json marked=false): "
+                "it can only run in conditioning mode without --strict"
+            )
+        user_turn = template.with_prompt_markers(model_prompt, given, self.taxonomy)
+        prefill = ""
+        if strict:
+            block = template.render(given, self.taxonomy)
+            prefill = block[: block.rindex(template.CLOSE)]
+        messages = [
+            {"role": turn["role"], "content": template.escape(turn["content"])} for turn in history or []
+        ]
+        messages.append({"role": "user", "content": user_turn})
+        chat = self.backend.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        return Prepared(prompt, model_prompt, user_turn, given, prefill, chat + prefill, mode)
+
+    def finish(self, prepared: Prepared, completion: Completion) -> Generation:
+        """Parse a completion into a `Generation` (answer, markers written or given, block errors)."""
+        raw = prepared.prefill + completion.text
+        parsed = template.parse(raw, self.taxonomy)
+        markers = {**prepared.given_markers, **parsed.markers}
+        error = parsed.error
+        if self.marked and not parsed.has_block:
+            error = "no template block at the start of the completion"
+        return Generation(
+            prompt=prepared.prompt,
+            response=parsed.response,
+            markers=markers,
+            markers_error=error,
+            given_markers=prepared.given_markers,
+            n_tokens=completion.n_tokens,
+            finished=completion.finished,
+            mode=prepared.mode,
+            raw=raw,
+        )
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        mode: str = "conditioning",
+        markers: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        strict: bool = False,
+        config: GenerationConfig | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Generation]:
+        """Generate for every prompt; `markers` is one dict for all prompts or one per prompt."""
+        config = config or GenerationConfig()
+        per_prompt = _per_prompt_markers(markers, len(prompts))
+        prepared = [self.prepare(p, mode, m, strict) for p, m in zip(prompts, per_prompt, strict=True)]
+        results: list[Generation] = []
+        size = max(1, config.batch_size)
+        for index, start in enumerate(range(0, len(prepared), size)):
+            chunk = prepared[start : start + size]
+            completions = self.backend.complete(
+                [p.text for p in chunk], replace(config, seed=config.seed + index)
+            )
+            results.extend(self.finish(p, c) for p, c in zip(chunk, completions, strict=True))
+            if progress is not None:
+                progress(len(chunk))
+        return results
+
+    def stream(
+        self,
+        prompt: str,
+        mode: str = "conditioning",
+        markers: Mapping[str, Any] | None = None,
+        strict: bool = False,
+        config: GenerationConfig | None = None,
+        history: Sequence[Mapping[str, str]] | None = None,
+    ) -> Iterator[str | Generation]:
+        """Yield answer text pieces (never the template), then the finished `Generation`."""
+        config = config or GenerationConfig()
+        prepared = self.prepare(prompt, mode, markers, strict, history)
+        answer = AnswerFilter()
+        answer.feed(prepared.prefill)
+        pieces: list[str] = []
+        for piece in self.backend.stream(prepared.text, config):
+            pieces.append(piece)
+            released = answer.feed(piece)
+            if released:
+                yield released
+        rest = answer.finish()
+        if rest:
+            yield rest
+        text = "".join(pieces)
+        n_tokens = self.backend.count_tokens(text)
+        yield self.finish(prepared, Completion(text, n_tokens, n_tokens < config.max_new_tokens))
+
+
+def _per_prompt_markers(markers: Any, n: int) -> list[Mapping[str, Any] | None]:
+    if markers is None or isinstance(markers, Mapping):
+        return [markers] * n
+    markers = list(markers)
+    if len(markers) != n:
+        raise TreasureError(f"got {len(markers)} marker dicts for {n} prompts; give one per prompt")
+    return markers
+
+
+def read_prompts(path: str | Path) -> list[dict[str, Any]]:
+    """Read a prompts JSONL file (rows with `prompt` and optional `id`, `markers`); errors name the line."""
+    rows = []
+    for line, record in iter_records(path):
+        if isinstance(record, DataError):
+            raise record
+        if not isinstance(record, dict):
+            raise DataError(str(path), "expected a JSON object", line)
+        prompt = record.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise DataError(str(path), "missing or empty string", line, "prompt")
+        markers = record.get("markers")
+        if markers is not None and not isinstance(markers, dict):
+            raise DataError(str(path), "must be an object of marker name → value", line, "markers")
+        rows.append({"id": str(record.get("id", line)), "prompt": prompt, "markers": markers})
+    return rows
+
+
+def output_row(row_id: str, generation: Generation) -> dict[str, Any]:
+    """The JSON line written for one prompt by `treasure generate`."""
+    return {
+        "id": row_id,
+        "prompt": generation.prompt,
+        "response": generation.response,
+        "markers": generation.markers,
+        "markers_error": generation.markers_error,
+    }
