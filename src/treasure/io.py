@@ -131,7 +131,7 @@ def _iter_jsonl(path: Path, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[tupl
                 yield number, DataError(str(path), message, number)
                 continue
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:
                 yield number, DataError(str(path), f"invalid UTF-8 at byte {exc.start} of the line", number)
                 continue
@@ -319,7 +319,15 @@ def _self_instruct(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {"prompt": _need_str(record, "prompt"), "response": _need_str(record, "response")}
+    """The row schema itself (what `save` writes): prompt, response, optional earlier `messages`."""
+    history = record.get("messages")
+    if history is not None:
+        history = _turns(history, "role", "content", "messages") if history != [] else None
+    return {
+        "prompt": _need_str(record, "prompt"),
+        "response": _need_str(record, "response"),
+        "messages": history,
+    }
 
 
 PRESETS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
@@ -329,12 +337,12 @@ PRESETS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "self_instruct": _self_instruct,
     "plain": _plain,
 }
-PRESET_KEYS = {
+PRESET_KEYS = {  # detection order: the first preset whose keys a record has
+    "plain": {"prompt", "response"},
     "fastchat": {"conversations"},
     "messages": {"messages"},
     "self_instruct": {"instruction", "instances"},
     "alpaca": {"instruction", "output"},
-    "plain": {"prompt", "response"},
 }
 INPUT_FIELDS = {
     "id",
