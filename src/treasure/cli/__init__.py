@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     STATE["verbose"] = "--verbose" in args or "-v" in args
     try:
         code = app(args=args, standalone_mode=False)
-    except click.exceptions.ClickException as exc:
+    except (click.exceptions.ClickException, typer.TyperException) as exc:  # typer vendors its own click
         exc.show()
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
     except Exception as exc:  # one clear line for the user; the traceback on request

@@ -26,14 +26,15 @@ def taxonomy_show(
     """Print every marker: kind, values or range, annotator, whether users may set it."""
     tax = Taxonomy.load(file)
     table = Table(title=f"taxonomy sha256:{tax.content_hash()[:12]}")
-    for column in ("marker", "kind", "values / rule", "annotator", "user-settable"):
-        table.add_column(column)
+    for column in ("marker", "kind", "annotator", "user"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("values / rule", ratio=1)
     for marker in tax.markers.values():
         rule = ", ".join(marker.values) if marker.values else marker.description
         if marker.thresholds:
             rule += f"  (thresholds {list(marker.thresholds)} on {marker.of})"
         table.add_row(
-            marker.name, marker.kind, rule, marker.annotator, "yes" if marker.user_settable else "no"
+            marker.name, marker.kind, marker.annotator, "yes" if marker.user_settable else "no", rule
         )
     console.print(table)
 
@@ -42,7 +43,9 @@ def taxonomy_show(
 def taxonomy_validate(file: Path) -> None:
     """Validate a taxonomy YAML; every problem is listed with its key."""
     tax = Taxonomy.load(file)
-    console.print(f"[green]ok[/] {file}: {len(tax.markers)} markers, sha256:{tax.content_hash()}")
+    console.print(
+        f"[green]ok[/] {file}: {len(tax.markers)} markers, sha256:{tax.content_hash()}", soft_wrap=True
+    )
 
 
 @template_app.command("render")
@@ -93,7 +96,11 @@ def data_inspect(
         write_rejects=False,
     )
     ds = result.dataset
-    console.print(f"{file}: {len(ds)} rows, preset {result.preset}, {len(result.rejected)} rejected")
+    console.print(
+        f"{file}: {len(ds)} rows, preset {result.preset}, {len(result.rejected)} rejected",
+        soft_wrap=True,
+        highlight=False,
+    )
     table = Table()
     for column in ("field", "non-null", "first value"):
         table.add_column(column, justify="right" if column == "non-null" else "left")
