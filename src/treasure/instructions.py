@@ -31,7 +31,7 @@ class PhraseTable:
     after: tuple[str, ...] = ()  # relation phrases after the unit ("or less", "or more")
     between: tuple[str, ...] = ()  # range joiners ("to", "and")
     language_names: dict[str, str] = field(default_factory=dict)  # regex → taxonomy language
-    language_cues: tuple[str, ...] = ()  # regexes with a "{lang}" slot
+    language_cues: tuple[str, ...] = ()  # regexes with a "{lang}" slot; group "cut" = the text to remove
     formats: tuple[tuple[str, str], ...] = ()  # (regex, taxonomy format value)
     connectors: tuple[str, ...] = ()  # words left dangling before a removed phrase
     suffix_units: bool = False  # number + unit + relation with no spaces (Japanese)
@@ -126,11 +126,13 @@ ENGLISH = PhraseTable(
         "farsi": "Persian",
     },
     language_cues=(
-        r"\b(?:answer|respond|reply|write|written|rewrite|translate|translated|response|output|be)\b"
-        r"[^.?!\n]{0,40}?\b(?:in|into)\s+(?:only\s+)?(?:the\s+)?{lang}(?:\s+language)?\b",
+        r"\b(?:answer|respond|reply|write|written|rewrite|translate|translated|response|output|be|is|it's)\b"
+        r"[^.?!\n]{0,40}?\b(?P<cut>(?:in|into)\s+(?:only\s+)?(?:the\s+)?{lang}(?:\s+language)?)\b",
         r"\b(?:entirely|only|exclusively|fully|wholly|solely)\s+in\s+(?:the\s+)?{lang}(?:\s+language)?\b",
         r"\busing\s+(?:only\s+)?(?:the\s+)?{lang}(?:\s+language)?\b",
         r"\bin\s+the\s+{lang}\s+language\b",
+        r"\b(?:tell|explain|describe|say|summari[sz]e|list|give)\b[^.?!\n]{0,60}?\b(?P<cut>in\s+{lang})"
+        r"(?=\s*(?:[.,;:!?)]|$|\s(?:and|in|with|please|only|using)\b))",
     ),
     formats=(
         (r"\b(?:as|in|into)\s+(?:a\s+)?(?:markdown\s+)?table\b|\btabular\s+form(?:at)?\b", "Tabular"),
@@ -314,7 +316,7 @@ ITALIAN = PhraseTable(
 
 JAPANESE = PhraseTable(
     code="ja",
-    units={r"単語|語": "words", r"行|文": "sentences", r"段落": "paragraphs"},
+    units={r"単語|語": "words", r"行|文(?!字)": "sentences", r"段落": "paragraphs"},
     after=(r"以上", r"未満", r"以下", r"以内", r"程度"),
     language_names={
         "英語": "English",
@@ -347,8 +349,9 @@ FILLER_WORDS = """please your you the a an entire entirely whole response respon
     responde escribe y más menos con texto sea esté completa toda asegúrate otro otra idioma lengua
     permitido solo sólo únicamente votre ta ton réponse doit devrait devra contenir comporter comprendre
     le les une des assurez vous veillez à ce qu elle il soit et pas ne utilisez rédigez répondez écrit
-    rédigé rédigée entièrement ensemble autre autres langue langues sans limitez aucune être utilisée l d s
-    ihre antwort sollte muss auf bitte sua resposta deve em la tua risposta deve"""
+    rédigé rédigée réponds réponde entièrement ensemble autre autres langue langues sans limitez
+    aucune être utilisée l d s
+    ihre antwort antworte sollte muss auf bitte responda sua resposta deve em la tua risposta deve"""
 FILLER = frozenset(FILLER_WORDS.split())
 
 
@@ -396,7 +399,8 @@ def _length_rules(table: PhraseTable) -> list[_Rule]:
             rf"(?:between\s+|entre\s+)?(?P<n>{num})\s*(?:{joiners})\s*(?P<n2>{num})\s*(?P<unit>{units})\b"
         )
         rules.append(_Rule(re.compile(rf"\b{ranged}", re.IGNORECASE), "length", table))
-    single = rf"\b{before}(?P<n>{num})(?:\s*\+|-)?\s*(?P<unit>{units})\b{after}"
+    not_case = r"(?!\s+(?:in|be in|with|written in)\s+(?:all\s+)?capital)"
+    single = rf"\b{before}(?P<n>{num})(?:\s*\+|-)?\s*(?P<unit>{units})\b{not_case}{after}"
     rules.append(_Rule(re.compile(single, re.IGNORECASE), "length", table))
     return rules
 
@@ -464,7 +468,8 @@ def detect(prompt: str, taxonomy: Taxonomy | None = None, config: DetectConfig |
                 markers[name] = tax.canonical(name, value)
             except ValueError:
                 continue
-            spans.append((match.start(), match.end()))
+            cut = match.groupdict().get("cut")
+            spans.append(match.span("cut") if cut else match.span())
     if config.set_bucket and "length_tokens" in markers and "length_bucket" in tax:
         bucket = tax["length_bucket"]
         if bucket.thresholds:
