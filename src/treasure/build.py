@@ -1,0 +1,245 @@
+"""Training sets from annotated rows: chat messages with the marker template, seeded dropout, baseline.
+
+User turn = `template.with_prompt_markers(prompt, kept, tax)`; assistant turn = `template.render(all,
+tax) + response` (DESIGN.md §2). Each row draws its dropout from a `random.Random` seeded by (seed, row
+id), so the output is byte-identical for a seed and does not depend on row order or parallelism.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+
+from treasure import io, template
+from treasure.errors import TreasureError
+from treasure.taxonomy import Taxonomy
+from treasure.tiny import MarkerTokens, TokenizerConfig, marker_token_strings, train_tokenizer
+
+
+@dataclass
+class BuildConfig:
+    """Dropout rates, marker choice, baseline switch, split and the tokenizer the overhead is measured with.
+
+    `tokenizer` is `tiny` (train the tiny BPE tokenizer on the built text and measure each of
+    `overhead_modes`), a local tokenizer/model dir, or None to skip the overhead report.
+    """
+
+    dataset_dropout: float = 0.5
+    marker_dropout: float = 0.5
+    baseline: bool = False
+    markers: tuple[str, ...] | None = None
+    seed: int = 0
+    val_fraction: float = 0.02
+    tokenizer: str | None = "tiny"
+    vocab_size: int = 8000
+    overhead_modes: tuple[MarkerTokens, ...] = ("tags", "lines")
+
+    def check(self, tax: Taxonomy) -> None:
+        """Raise `TreasureError` for rates outside [0, 1] or unknown marker names."""
+        for name in ("dataset_dropout", "marker_dropout", "val_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise TreasureError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
+        for name in self.markers or ():
+            tax[name]  # raises MarkerError listing the valid names
+
+
+@dataclass
+class BuildResult:
+    """The built splits and the build report (what `build.json` holds)."""
+
+    train: datasets.Dataset
+    validation: datasets.Dataset
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def sidecar(path: Path, suffix: str) -> Path | None:
+    """`ANNOTATED.taxonomy.yaml` / `.stats.json` beside a dataset (`x.jsonl.S`, `x.S` or `dir/S`)."""
+    candidates = [path.with_name(path.name + suffix), path.with_suffix(suffix)]
+    if path.is_dir():
+        candidates.append(path / suffix.lstrip("."))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def load_annotated(path: str | Path) -> tuple[datasets.Dataset, Taxonomy, dict[str, Any] | None]:
+    """Annotated rows with the effective taxonomy and stats written beside them (default taxonomy if none)."""
+    path = Path(path)
+    tax_file = sidecar(path, ".taxonomy.yaml")
+    tax = Taxonomy.load(tax_file)
+    stats_file = sidecar(path, ".stats.json")
+    stats = json.loads(stats_file.read_text(encoding="utf-8")) if stats_file else None
+    return io.load(path, taxonomy=tax).dataset, tax, stats
+
+
+def row_rng(seed: int, key: str, row_id: str) -> random.Random:
+    """A generator for one row, independent of every other row (string seeds hash with sha512)."""
+    return random.Random(f"{key}:{seed}:{row_id}")
+
+
+def build_messages(
+    row: Mapping[str, Any], tax: Taxonomy, names: Sequence[str], config: BuildConfig
+) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """Chat messages for one row and its dropout counts (`rows_dropped`, `markers_seen`, `markers_kept`)."""
+    markers = {n: row[n] for n in names if row.get(n) is not None}
+    earlier = [
+        {"role": m["role"], "content": template.escape(m["content"])} for m in row.get("messages") or []
+    ]
+    counts = {
+        "rows_with_markers": int(bool(markers)),
+        "rows_dropped": 0,
+        "markers_seen": 0,
+        "markers_kept": 0,
+    }
+    if config.baseline:
+        user, assistant = template.escape(row["prompt"]), row["response"]
+    else:
+        rng = row_rng(config.seed, "dropout", str(row["id"]))
+        dropped = rng.random() < config.dataset_dropout
+        kept = {n: v for n, v in sorted(markers.items()) if rng.random() >= config.marker_dropout}
+        if dropped:
+            kept = {}
+            counts["rows_dropped"] = int(bool(markers))
+        else:
+            counts["markers_seen"], counts["markers_kept"] = len(markers), len(kept)
+        user = template.with_prompt_markers(row["prompt"], kept, tax)
+        assistant = template.render(markers, tax) + row["response"]
+    messages = [*earlier, {"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    return messages, counts
+
+
+def build_rows(ds: datasets.Dataset, tax: Taxonomy, config: BuildConfig) -> BuildResult:
+    """Build train/validation splits from annotated rows; the report holds the realised dropout rates."""
+    config.check(tax)
+    names = list(config.markers) if config.markers else [n for n in tax.names if n in ds.column_names]
+    splits: dict[str, list[dict[str, Any]]] = {"train": [], "validation": []}
+    totals = {"rows_with_markers": 0, "rows_dropped": 0, "markers_seen": 0, "markers_kept": 0}
+    for row in ds:
+        messages, counts = build_messages(row, tax, names, config)
+        for key, value in counts.items():
+            totals[key] += value
+        is_val = row_rng(config.seed, "split", str(row["id"])).random() < config.val_fraction
+        splits["validation" if is_val else "train"].append({"id": str(row["id"]), "messages": messages})
+    report = {
+        "config": _jsonable(asdict(config)),
+        "markers": names,
+        "n_rows": len(ds),
+        "n_train": len(splits["train"]),
+        "n_validation": len(splits["validation"]),
+        "realised": None if config.baseline else realised_rates(totals),
+        "counts": totals,
+        "taxonomy_sha256": tax.content_hash(),
+    }
+    train, val = (datasets.Dataset.from_list(splits[k]) for k in ("train", "validation"))
+    return BuildResult(train, val, report)
+
+
+def realised_rates(totals: Mapping[str, int]) -> dict[str, float | None]:
+    """Dataset-level rate = rows whose block was left out; sample-level = markers left out of the rest."""
+    rows, seen = totals["rows_with_markers"], totals["markers_seen"]
+    return {
+        "dataset_dropout": round(totals["rows_dropped"] / rows, 4) if rows else None,
+        "marker_dropout": round(1 - totals["markers_kept"] / seen, 4) if seen else None,
+    }
+
+
+def template_overhead(
+    rows: Iterable[Mapping[str, Any]], tax: Taxonomy, config: BuildConfig
+) -> dict[str, dict[str, float]]:
+    """Median and p95 of template tokens / row tokens (chat-formatted) per tokenizer mode.
+
+    Template tokens = tokens of the marked row minus tokens of the same row without any template.
+    """
+    if config.tokenizer is None or config.baseline:
+        return {}
+    marked, plain = [], []
+    for row in rows:
+        marked.append(row["messages"])
+        plain.append(_strip_templates(row["messages"], tax))
+    if not marked:
+        return {}
+    if config.tokenizer == "tiny":
+        base = train_tokenizer(
+            (m["content"] for msgs in marked for m in msgs),
+            tax,
+            TokenizerConfig(vocab_size=config.vocab_size, marker_tokens="none"),
+        )
+        tokenizers = {}
+        for mode in config.overhead_modes:
+            tok = copy.deepcopy(base)
+            tok.add_tokens(marker_token_strings(tax, mode))
+            tokenizers[f"tiny-{mode}"] = tok
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizers = {str(config.tokenizer): AutoTokenizer.from_pretrained(config.tokenizer)}
+    out = {}
+    for label, tok in tokenizers.items():
+        full = _lengths(tok, marked)
+        bare = _lengths(tok, plain)
+        share = (full - bare) / full
+        out[label] = {
+            "median": round(float(np.median(share)), 4),
+            "p95": round(float(np.percentile(share, 95)), 4),
+            "mean_template_tokens": round(float(np.mean(full - bare)), 2),
+            "mean_row_tokens": round(float(np.mean(full)), 2),
+        }
+    return out
+
+
+def _lengths(tok: Any, conversations: list[list[dict[str, str]]]) -> np.ndarray:
+    if tok.chat_template:
+        texts = [tok.apply_chat_template(c, tokenize=False) for c in conversations]
+    else:
+        texts = ["\n".join(m["content"] for m in c) for c in conversations]
+    ids = tok(texts, add_special_tokens=False)["input_ids"]
+    return np.array([len(i) for i in ids], dtype=float)
+
+
+def _strip_templates(messages: list[dict[str, str]], tax: Taxonomy) -> list[dict[str, str]]:
+    out = [dict(m) for m in messages]
+    user, assistant = out[-2], out[-1]
+    user["content"] = template.parse_prompt(user["content"], tax).response
+    assistant["content"] = template.parse(assistant["content"], tax).response
+    return out
+
+
+def build(input_path: str | Path, out_dir: str | Path, config: BuildConfig) -> Path:
+    """Build TRAIN_DIR from annotated data: splits (HF dirs + JSONL), build.json, taxonomy, stats."""
+    input_path, out = Path(input_path), Path(out_dir)
+    ds, tax, stats = load_annotated(input_path)
+    result = build_rows(ds, tax, config)
+    report = result.report
+    report["input"] = {"path": str(input_path), "sha256": dataset_hash(ds)}
+    report["template_overhead"] = template_overhead(result.train, tax, config)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, split in (("train", result.train), ("validation", result.validation)):
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+        split.save_to_disk(str(out / name))
+        io.write_jsonl(list(split), out / f"{name}.jsonl")
+    tax.save(out / "taxonomy.yaml")
+    io.atomic_write_text(out / "stats.json", json.dumps(stats or {}, indent=2, ensure_ascii=False) + "\n")
+    io.atomic_write_text(out / "build.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return out
+
+
+def dataset_hash(ds: datasets.Dataset) -> str:
+    """sha256 over the rows as canonical JSON (stable across file formats)."""
+    digest = hashlib.sha256()
+    for row in ds:
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode())
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

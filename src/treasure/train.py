@@ -1,0 +1,418 @@
+"""`treasure train`: SFT with TRL's `SFTTrainer` on a built TRAIN_DIR; writes a self-contained MODEL_DIR.
+
+Each row becomes a conversational prompt/completion pair (`prompt` = the turns before the answer,
+`completion` = [assistant turn]); TRL then masks the prompt (`completion_only_loss`, on by default for
+prompt/completion data), so the loss covers the whole assistant turn, template included.
+Runs under `accelerate launch -m treasure.train TRAIN_DIR -o MODEL_DIR ...` for multi-GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+import yaml
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig, SFTTrainer
+
+from treasure import io
+from treasure.errors import TreasureError
+from treasure.taxonomy import Taxonomy
+from treasure.tiny import (
+    CHAT_TEMPLATE,
+    CONFIG_DIR,
+    END,
+    TokenizerConfig,
+    load_size,
+    make_model,
+    train_tokenizer,
+)
+
+CHECKPOINTS = "checkpoints"
+PRESETS = ("tiny_demo", "tiny_test", "lora_7b", "full_7b")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; `sft_args` passes any other `SFTConfig` field through."""
+
+    train_dir: Path | None = None
+    output_dir: Path | None = None
+    model: str = "tiny"
+    size: str = "tiny"
+    vocab_size: int | None = None
+    marker_tokens: str = "lines"
+    max_length: int = 256
+    max_steps: int = -1
+    num_train_epochs: float = 1.0
+    batch_size: int = 16
+    eval_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    lr_scheduler_type: str = "cosine"
+    warmup: float = 0.05
+    weight_decay: float = 0.0
+    seed: int = 0
+    logging_steps: int = 10
+    eval_steps: int = 0
+    eval_before: bool = True
+    save_steps: int = 200
+    save_total_limit: int = 2
+    keep_checkpoints: bool = False
+    resume: bool = False
+    max_train_rows: int | None = None
+    max_eval_rows: int | None = 256
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = "all-linear"
+    merge: bool = False
+    bf16: bool | None = None
+    gradient_checkpointing: bool = False
+    group_by_length: bool = True
+    report_to: str = "none"
+    sft_args: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Load a recipe YAML (a shipped preset name or a path); `overrides` (not None) win."""
+        if str(path) in PRESETS:
+            text = (CONFIG_DIR / f"{path}.yaml").read_text("utf-8")
+        else:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise TreasureError(f"{path}: config not found; presets: {', '.join(PRESETS)}") from None
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise TreasureError(f"{path}: a train config must be a mapping of TrainConfig fields")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TreasureError(
+                f"{path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
+            )
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+
+class TrainingInterrupted(TreasureError):
+    """Ctrl-C stopped training; a checkpoint was saved and `--resume` continues from it."""
+
+
+class ThroughputCallback(TrainerCallback):
+    """Adds `tokens_per_s` (non-padding tokens trained since the last log) to every training log line."""
+
+    def __init__(self) -> None:
+        self.last: tuple[float, int] | None = None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ):
+        self.last = (time.perf_counter(), state.num_input_tokens_seen)
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kw):
+        if self.last is None or logs is None or "loss" not in logs:
+            return
+        now, seen = time.perf_counter(), state.num_input_tokens_seen
+        elapsed = now - self.last[0]
+        if elapsed > 0:
+            logs["tokens_per_s"] = round((seen - self.last[1]) / elapsed, 1)
+        self.last = (now, seen)
+
+
+class InterruptCallback(TrainerCallback):
+    """On Ctrl-C (SIGINT) finish the current step, save a checkpoint and stop; a second Ctrl-C kills."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        if self.interrupted:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        if self._previous is not None and not self.interrupted:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def load_train_dir(path: Path) -> tuple[datasets.Dataset, datasets.Dataset, dict[str, Any]]:
+    """The train/validation splits and build.json of a TRAIN_DIR written by `treasure build`."""
+    for name in ("train", "validation", "build.json"):
+        if not (path / name).exists():
+            raise TreasureError(f"{path}: not a training set (no {name}); make one with `treasure build`")
+    build = json.loads((path / "build.json").read_text(encoding="utf-8"))
+    return (
+        datasets.load_from_disk(str(path / "train")),
+        datasets.load_from_disk(str(path / "validation")),
+        build,
+    )
+
+
+def to_prompt_completion(ds: datasets.Dataset) -> datasets.Dataset:
+    """Conversational prompt/completion rows: every turn before the last, and the last (assistant) turn."""
+
+    def split(row: dict[str, Any]) -> dict[str, Any]:
+        return {"prompt": row["messages"][:-1], "completion": row["messages"][-1:]}
+
+    return ds.map(split, remove_columns=ds.column_names)
+
+
+def prepare_model(
+    config: TrainConfig, train_ds: datasets.Dataset, tax: Taxonomy, out: Path
+) -> tuple[Any, PreTrainedModel]:
+    """Tokenizer and model: the tiny pair (tokenizer trained on the data, saved first) or a local HF dir."""
+    if config.model == "tiny":
+        size = load_size(config.size)
+        if config.resume and (out / "tokenizer.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(out)
+        else:
+            texts = (m["content"] for msgs in train_ds["messages"] for m in msgs)
+            tok_config = TokenizerConfig(
+                vocab_size=config.vocab_size or size.get("vocab_size", 8000),
+                marker_tokens=config.marker_tokens,  # type: ignore[arg-type]
+            )
+            tokenizer = train_tokenizer(texts, tax, tok_config)
+            tokenizer.save_pretrained(out)
+        return tokenizer, make_model(tokenizer, size, config.seed)
+    path = Path(config.model)
+    if not (path / "config.json").is_file():
+        raise TreasureError(f"--model {path}: not a local HF model dir (no config.json); or use --model tiny")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE.replace(END, tokenizer.eos_token)
+    dtype = torch.bfloat16 if _use_bf16(config) else None
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
+def _use_bf16(config: TrainConfig) -> bool:
+    if config.bf16 is not None:
+        return config.bf16
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def sft_config(config: TrainConfig, checkpoints: Path, has_eval: bool) -> SFTConfig:
+    """The `SFTConfig` for a run: CPU-friendly defaults (no bf16 or gradient checkpointing off-GPU)."""
+    args: dict[str, Any] = {
+        "output_dir": str(checkpoints),
+        "max_length": config.max_length,
+        "max_steps": config.max_steps,
+        "num_train_epochs": config.num_train_epochs,
+        "per_device_train_batch_size": config.batch_size,
+        "per_device_eval_batch_size": config.eval_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler_type,
+        "warmup_steps": config.warmup,
+        "weight_decay": config.weight_decay,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "logging_steps": config.logging_steps,
+        "eval_strategy": "steps" if config.eval_steps and has_eval else "no",
+        "eval_steps": config.eval_steps or None,
+        "save_strategy": "steps" if config.save_steps else "no",
+        "save_steps": config.save_steps or 500,
+        "save_total_limit": config.save_total_limit,
+        "bf16": _use_bf16(config),
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "train_sampling_strategy": "group_by_length" if config.group_by_length else "random",
+        "include_num_input_tokens_seen": "non_padding",
+        "report_to": config.report_to,
+        "completion_only_loss": None,  # TRL: on for prompt/completion data
+        "packing": False,
+        "dataloader_num_workers": 0,
+        "save_only_model": False,
+    }
+    args.update(config.sft_args)
+    return SFTConfig(**args)
+
+
+def _peft_config(config: TrainConfig) -> Any:
+    if not config.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def data_hash(train_dir: Path) -> str:
+    """sha256 of the built JSONL splits (or of the HF dirs' arrow files when JSONL is missing)."""
+    digest = hashlib.sha256()
+    files = [train_dir / "train.jsonl", train_dir / "validation.jsonl"]
+    if not all(f.is_file() for f in files):
+        files = sorted(train_dir.glob("*/*.arrow"))
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
+    """An `SFTTrainer` ready to train (tokenizer, model, data, callbacks) and the run's metadata."""
+    if config.train_dir is None or config.output_dir is None:
+        raise TreasureError("train needs a TRAIN_DIR and an output dir (-o MODEL_DIR)")
+    train_dir, out = Path(config.train_dir), Path(config.output_dir)
+    train_raw, val_raw, build = load_train_dir(train_dir)
+    if config.max_train_rows is not None:
+        train_raw = train_raw.select(range(min(config.max_train_rows, len(train_raw))))
+    if config.max_eval_rows is not None:
+        val_raw = val_raw.select(range(min(config.max_eval_rows, len(val_raw))))
+    tax = Taxonomy.load(train_dir / "taxonomy.yaml")
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer, model = prepare_model(config, train_raw, tax, out)
+    has_eval = len(val_raw) > 0
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(config, out / CHECKPOINTS, has_eval),
+        train_dataset=to_prompt_completion(train_raw),
+        eval_dataset=to_prompt_completion(val_raw) if has_eval else None,
+        processing_class=tokenizer,
+        peft_config=_peft_config(config),
+    )
+    trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
+    trainer.add_callback(InterruptCallback())
+    meta = {"build": build, "tax": tax, "train_dir": train_dir, "out": out, "n_train": len(train_raw)}
+    return trainer, meta
+
+
+def train(config: TrainConfig) -> Path:
+    """Train and write MODEL_DIR (HF model + tokenizer, taxonomy.yaml, stats.json, train.json)."""
+    trainer, meta = make_trainer(config)
+    out: Path = meta["out"]
+    checkpoints = out / CHECKPOINTS
+    resume_from = get_last_checkpoint(str(checkpoints)) if config.resume and checkpoints.is_dir() else None
+    if config.resume and resume_from is None:
+        raise TreasureError(f"--resume: no checkpoint under {checkpoints}")
+    losses: dict[str, float | None] = {"initial_eval": None}
+    if config.eval_before and trainer.eval_dataset is not None and resume_from is None:
+        losses["initial_eval"] = trainer.evaluate()["eval_loss"]
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    interrupt = next(c for c in trainer.callback_handler.callbacks if isinstance(c, InterruptCallback))
+    if interrupt.interrupted:
+        last = get_last_checkpoint(str(checkpoints))
+        raise TrainingInterrupted(
+            f"interrupted at step {trainer.state.global_step}; checkpoint {last}; "
+            "run the same command with --resume to continue"
+        )
+    if trainer.eval_dataset is not None:
+        losses["final_eval"] = trainer.evaluate()["eval_loss"]
+    losses["final_train"] = _last_train_loss(trainer.state.log_history, result.training_loss)
+    save_model_dir(trainer, config, out)
+    write_metadata(trainer, config, meta, losses, result.metrics)
+    if not config.keep_checkpoints and checkpoints.is_dir() and trainer.is_world_process_zero():
+        shutil.rmtree(checkpoints)
+    return out
+
+
+def _last_train_loss(history: list[dict[str, Any]], fallback: float) -> float:
+    losses = [h["loss"] for h in history if "loss" in h]
+    return float(losses[-1]) if losses else float(fallback)
+
+
+def save_model_dir(trainer: SFTTrainer, config: TrainConfig, out: Path) -> None:
+    """Save model (LoRA adapter, or merged weights with `merge`) and tokenizer in standard HF format."""
+    model = trainer.model
+    if config.lora and config.merge:
+        merged = trainer.accelerator.unwrap_model(model).merge_and_unload()
+        if trainer.is_world_process_zero():
+            merged.save_pretrained(out)
+    else:
+        trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(out)
+
+
+def write_metadata(
+    trainer: SFTTrainer, config: TrainConfig, meta: dict[str, Any], losses: dict[str, Any], metrics: dict
+) -> None:
+    """taxonomy.yaml, stats.json, build.json and train.json beside the weights."""
+    if not trainer.is_world_process_zero():
+        return
+    out, train_dir, build = meta["out"], meta["train_dir"], meta["build"]
+    meta["tax"].save(out / "taxonomy.yaml")
+    stats = train_dir / "stats.json"
+    io.atomic_write_text(out / "stats.json", stats.read_text("utf-8") if stats.is_file() else "{}\n")
+    shutil.copyfile(train_dir / "build.json", out / "build.json")
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    report = {
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "seed": config.seed,
+        "marked": not build.get("config", {}).get("baseline", False),
+        "data_sha256": data_hash(train_dir),
+        "train_dir": str(train_dir),
+        "n_train_rows": meta["n_train"],
+        "steps": trainer.state.global_step,
+        "losses": losses,
+        "train_runtime_s": round(metrics.get("train_runtime", 0.0), 2),
+        "train_tokens": trainer.state.num_input_tokens_seen,
+        "train_tokens_per_s": round(
+            trainer.state.num_input_tokens_seen / max(metrics.get("train_runtime", 1), 1e-9), 1
+        ),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "versions": _versions(),
+    }
+    io.atomic_write_text(out / "train.json", json.dumps(report, indent=2) + "\n")
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import transformers
+    import trl
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "peft": peft.__version__,
+    }
+
+
+if __name__ == "__main__":  # `accelerate launch -m treasure.train TRAIN_DIR -o MODEL_DIR ...`
+    from treasure.cli import main
+
+    main(["train", *sys.argv[1:]])
