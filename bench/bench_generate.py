@@ -80,13 +80,14 @@ def first_answer_token(generator: Generator, prompts: list[str], mode: str, mark
     }
 
 
-def model_section(model: Path, baseline: Path, n: int, max_new_tokens: int) -> dict[str, Any]:
+def model_section(model: Path, baseline: Path | None, n: int, max_new_tokens: int) -> dict[str, Any]:
     prompts = [row["turns"][0] for row in read_rows(PROMPTS)[:n]]
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0, seed=0, batch_size=1)
     marked = Generator.from_model_dir(model)
-    base = Generator.from_model_dir(baseline)
+    base = Generator.from_model_dir(baseline) if baseline is not None else None
     marked.generate(prompts[:1], config=config)  # warm-up
-    base.generate(prompts[:1], config=config)
+    if base is not None:
+        base.generate(prompts[:1], config=config)
     medium = {"length_bucket": "medium"}
     runs = {
         "baseline_plain": (base, "conditioning", None, False),
@@ -94,14 +95,18 @@ def model_section(model: Path, baseline: Path, n: int, max_new_tokens: int) -> d
         "controlling": (marked, "controlling", medium, False),
         "strict": (marked, "controlling", medium, True),
     }
+    runs = {name: run for name, run in runs.items() if run[0] is not None}
     latency = {name: per_request(g, prompts, m, mk, s, config) for name, (g, m, mk, s) in runs.items()}
     ttft = {
-        "without_template (baseline)": first_answer_token(base, prompts, "conditioning", None, False, config),
         "with_template (conditioning)": first_answer_token(
             marked, prompts, "conditioning", None, False, config
         ),
         "with_template (strict)": first_answer_token(marked, prompts, "controlling", medium, True, config),
     }
+    if base is not None:
+        ttft["without_template (baseline)"] = first_answer_token(
+            base, prompts, "conditioning", None, False, config
+        )
     batch = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0, seed=0, batch_size=len(prompts))
     start = time.perf_counter()
     results = marked.generate(prompts, config=batch)
@@ -113,7 +118,7 @@ def model_section(model: Path, baseline: Path, n: int, max_new_tokens: int) -> d
     }
     return {
         "model": str(model),
-        "baseline": str(baseline),
+        "baseline": str(baseline) if baseline is not None else "not given: baseline rows skipped",
         "prompts": f"{PROMPTS.name} first {n}",
         "max_new_tokens": max_new_tokens,
         "decoding": "greedy, batch 1 per request",
@@ -136,10 +141,11 @@ def main() -> None:
         f"{torch.get_num_threads()}",
         "detector": detector_section(),
     }
-    if args.model.is_dir() and args.baseline.is_dir():
-        result["generation"] = model_section(args.model, args.baseline, args.n, args.max_new_tokens)
+    if args.model.is_dir():
+        baseline = args.baseline if args.baseline.is_dir() else None
+        result["generation"] = model_section(args.model, baseline, args.n, args.max_new_tokens)
     else:
-        result["generation"] = f"skipped: no model dirs at {args.model} and {args.baseline} (run `make demo`)"
+        result["generation"] = f"skipped: no model dir at {args.model} (run `make demo`)"
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps(result.get("generation"), indent=2)[:3000])
