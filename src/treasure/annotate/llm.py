@@ -1,0 +1,188 @@
+"""LLM tagger: task, domain, format and style from any OpenAI-compatible chat endpoint (official client).
+
+Prompt in the paper's style: class definitions, an `Unspecified` fallback, few-shot examples, a JSON
+answer. Answers are validated against the taxonomy; an invalid one is retried (with backoff) and, when
+every attempt fails, the row's tags stay null and are counted (never a silent default). HTTP errors are
+retried with backoff by the client. Replies are cached on disk keyed by (model, messages, attempt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from treasure import io
+from treasure.annotate.base import Batch, text_of
+from treasure.annotate.classifier import resource_path
+from treasure.errors import MarkerError
+from treasure.taxonomy import Taxonomy
+from treasure.template import escape
+
+UNSPECIFIED = "Unspecified"
+JSON_RE = re.compile(r"\{.*?\}", re.S)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Endpoint, model and the limits of the tagger."""
+
+    endpoint: str
+    model: str
+    api_key: str = "none"
+    markers: tuple[str, ...] = ("task", "domain", "format", "style")
+    concurrency: int = 4
+    attempts: int = 3  # tries per row when the answer is invalid
+    http_retries: int = 3
+    backoff_s: float = 0.5
+    timeout_s: float = 60.0
+    max_tokens: int = 96
+    temperature: float = 0.0
+    max_chars: int = 1500
+    cache_dir: Path | None = None
+    definitions: Path = field(default_factory=lambda: resource_path("class_definitions.json"))
+
+
+def build_messages(prompt: str, response: str, tax: Taxonomy, config: LLMConfig) -> list[dict[str, str]]:
+    """System message (definitions, fallback, few-shot) and the row to tag, both as chat messages."""
+    spec = json.loads(config.definitions.read_text(encoding="utf-8"))
+    lines = ["You label instruction-following examples. For each category pick exactly one class."]
+    for marker in config.markers:
+        lines.append(f"\n## {marker}")
+        for value in tax[marker].values:
+            lines.append(f"- {value}: {spec.get(marker, {}).get(value, '')}".rstrip(": "))
+        if UNSPECIFIED not in tax[marker].values:
+            lines.append(f"- {UNSPECIFIED}: none of the above fits.")
+    keys = ", ".join(f'"{m}"' for m in config.markers)
+    lines.append(f"\nAnswer with one JSON object with the keys {keys} and nothing else. Examples:")
+    for shot in spec.get("few_shot", []):
+        answer = {m: shot["answer"].get(m, UNSPECIFIED) for m in config.markers}
+        lines.append(
+            f"\nPROMPT: {shot['prompt']}\nRESPONSE: {shot['response']}\nANSWER: {json.dumps(answer)}"
+        )
+    cut = config.max_chars
+    user = f"PROMPT: {escape(prompt)[:cut]}\nRESPONSE: {escape(response)[:cut]}\nANSWER:"
+    return [{"role": "system", "content": "\n".join(lines)}, {"role": "user", "content": user}]
+
+
+def validate(content: str, tax: Taxonomy, markers: tuple[str, ...]) -> dict[str, str | None]:
+    """Tags from a model reply; raises MarkerError when it is not a JSON object with valid values.
+
+    `Unspecified` is kept where the taxonomy has it, else it means absent (None).
+    """
+    found = JSON_RE.search(content or "")
+    if found is None:
+        raise MarkerError(f"no JSON object in reply {content[:80]!r}")
+    try:
+        data = json.loads(found.group(0))
+    except json.JSONDecodeError as exc:
+        raise MarkerError(f"invalid JSON in reply: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise MarkerError("reply is not a JSON object")
+    missing = [m for m in markers if m not in data]
+    if missing:
+        raise MarkerError(f"reply lacks {', '.join(missing)}")
+    tags: dict[str, str | None] = {}
+    for marker in markers:
+        raw = str(data[marker]).strip()
+        if raw.lower() == UNSPECIFIED.lower() and UNSPECIFIED not in tax[marker].values:
+            tags[marker] = None
+        else:
+            tags[marker] = str(tax.canonical(marker, raw))
+    return tags
+
+
+class LLMTagger:
+    """Step producing task, domain, format and style through an OpenAI-compatible endpoint."""
+
+    name = "llm"
+
+    def __init__(self, taxonomy: Taxonomy, config: LLMConfig):
+        from openai import OpenAI
+
+        self.taxonomy = taxonomy
+        self.config = config
+        self.produces = tuple(m for m in config.markers if m in taxonomy)
+        self.version = f"openai-compatible/{config.model}"
+        self.client = OpenAI(
+            base_url=config.endpoint,
+            api_key=config.api_key,
+            max_retries=config.http_retries,
+            timeout=config.timeout_s,
+        )
+        self._lock = threading.Lock()
+        self._counts = {
+            "requests": 0,
+            "cached": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "retries": 0,
+            "invalid_rows": 0,
+        }
+
+    def counters(self) -> dict[str, int]:
+        """Running totals: requests sent, cache hits, tokens, invalid-answer retries, rows left null."""
+        with self._lock:
+            return dict(self._counts)
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for key, delta in deltas.items():
+                self._counts[key] += delta
+
+    def _cache_path(self, messages: list[dict[str, str]], attempt: int) -> Path | None:
+        if self.config.cache_dir is None:
+            return None
+        key = json.dumps(
+            [self.config.model, messages, attempt, self.config.temperature, self.config.max_tokens]
+        )
+        return Path(self.config.cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    def _ask(self, messages: list[dict[str, str]], attempt: int) -> str:
+        path = self._cache_path(messages, attempt)
+        if path is not None and path.exists():
+            self._count(cached=1)
+            return json.loads(path.read_text(encoding="utf-8"))["content"]
+        reply = self.client.chat.completions.create(
+            model=self.config.model,
+            messages=messages,
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+        )
+        content = reply.choices[0].message.content or ""
+        usage = reply.usage
+        self._count(
+            requests=1,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+        if path is not None:
+            io.atomic_write_text(path, json.dumps({"model": self.config.model, "content": content}))
+        return content
+
+    def tag(self, prompt: str, response: str) -> dict[str, str | None]:
+        """Validated tags of one row; all None (and counted) when every attempt was invalid."""
+        messages = build_messages(prompt, response, self.taxonomy, self.config)
+        for attempt in range(self.config.attempts):
+            if attempt:
+                self._count(retries=1)
+                time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
+            try:
+                return validate(self._ask(messages, attempt), self.taxonomy, self.produces)
+            except MarkerError:
+                continue
+        self._count(invalid_rows=1)
+        return dict.fromkeys(self.produces)
+
+    def __call__(self, batch: Mapping[str, list[Any]]) -> Batch:
+        pairs = [(text_of(p), text_of(r)) for p, r in zip(batch["prompt"], batch["response"], strict=True)]
+        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
+            tags = list(pool.map(lambda pair: self.tag(*pair), pairs))
+        return {m: [t[m] for t in tags] for m in self.produces}

@@ -1,0 +1,433 @@
+"""Run annotator steps over a dataset: local engine (`datasets.map(batched=True, num_proc=N)` over shards
+written as they finish, resumable) or Ray Data; then the whole-data buckets; then stats and files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from treasure import io
+from treasure.annotate.base import Batch, Step, merge_given
+from treasure.annotate.buckets import LengthBuckets, effective_taxonomy, length_buckets, quality_buckets
+from treasure.annotate.classifier import Classifier, ClassifierConfig
+from treasure.annotate.embedding import EmbeddingConfig, EmbeddingStep
+from treasure.annotate.language import LanguageAnnotator, LanguageConfig
+from treasure.annotate.llm import LLMConfig, LLMTagger
+from treasure.annotate.quality import QualityConfig, QualityRegressor, RewardModelScorer
+from treasure.annotate.rules import RulesAnnotator, RulesConfig
+from treasure.annotate.source import SourceAnnotator, SourceConfig
+from treasure.annotate.stats import StatsConfig, compute_stats
+from treasure.errors import DataError, TreasureError
+from treasure.taxonomy import Taxonomy
+
+ANNOTATORS = ("source", "language", "rules", "classifier", "quality", "llm")
+DEFAULT_ANNOTATORS = ("source", "language", "rules", "classifier", "quality")
+# nulls in these mean "absent by design", not "could not label"
+ABSENT_OK = {"code_type", "format"}
+KIND_TYPES = {"categorical": "string", "ordinal": "string", "integer": "int64", "float": "float64"}
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """Which annotators run, how (engine, processes, shards), and each annotator's own config."""
+
+    annotators: tuple[str, ...] = DEFAULT_ANNOTATORS
+    taxonomy: Taxonomy = field(default_factory=Taxonomy.default)
+    engine: Literal["local", "ray"] = "local"
+    num_proc: int = 1
+    batch_size: int = 256
+    shard_size: int = 1000
+    length_buckets: LengthBuckets = "taxonomy"
+    source: SourceConfig = field(default_factory=SourceConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    llm: LLMConfig | None = None
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.annotators if a not in ANNOTATORS]
+        if unknown:
+            raise TreasureError(f"unknown annotator(s) {', '.join(unknown)}; valid: {', '.join(ANNOTATORS)}")
+        if "llm" in self.annotators and self.llm is None:
+            raise TreasureError(
+                "the llm annotator needs an endpoint and a model (--llm-endpoint, --llm-model)"
+            )
+        if self.num_proc < 1 or self.batch_size < 1 or self.shard_size < 1:
+            raise TreasureError("num_proc, batch_size and shard_size must be at least 1")
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the output (not the engine or process count)."""
+        skip = {"engine", "num_proc", "progress", "shard_size"}
+        parts = {f.name: repr(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class AnnotateResult:
+    """The annotated rows, the effective taxonomy (with data-derived thresholds) and run metadata."""
+
+    dataset: datasets.Dataset
+    taxonomy: Taxonomy
+    thresholds: dict[str, list[float]]
+    versions: dict[str, dict[str, str]]
+    timings_s: dict[str, float]
+    unlabelled: dict[str, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_steps(config: AnnotateConfig) -> list[Step]:
+    """Steps in the order they run (language before rules: the tokenizer is per language)."""
+    tax = config.taxonomy
+    wanted = set(config.annotators)
+    steps: list[Step] = []
+    if "source" in wanted and (config.source.value or config.source.from_field):
+        steps.append(SourceAnnotator(tax, config.source))
+    if "language" in wanted:
+        steps.append(LanguageAnnotator(tax, config.language))
+    if "rules" in wanted:
+        steps.append(RulesAnnotator(tax, config.rules))
+    embedded_quality = "quality" in wanted and config.quality.reward_model is None
+    if "classifier" in wanted or embedded_quality:
+        steps.append(EmbeddingStep(config.embedding))
+    if "classifier" in wanted:
+        steps.append(Classifier(tax, config.classifier))
+    if "quality" in wanted:
+        steps.append(
+            QualityRegressor(config.quality) if embedded_quality else RewardModelScorer(config.quality)
+        )
+    if "llm" in wanted and config.llm is not None:
+        steps.append(LLMTagger(tax, config.llm))
+    return steps
+
+
+_STEPS: dict[str, list[Step]] = {}
+
+
+def cached_steps(config: AnnotateConfig) -> list[Step]:
+    """Steps for `config`, built once per process (workers reuse loaded models across batches)."""
+    key = config.fingerprint()
+    if key not in _STEPS:
+        _STEPS[key] = build_steps(config)
+    return _STEPS[key]
+
+
+def marker_columns(config: AnnotateConfig) -> list[str]:
+    """Marker columns the steps write (in taxonomy order), plus the whole-data buckets."""
+    produced = {c for s in cached_steps(config) for c in s.produces if not c.startswith("_")}
+    if "rules" in config.annotators:
+        produced |= {"length_bucket", "quality_bucket"}
+    return [n for n in config.taxonomy.names if n in produced]
+
+
+def run_steps(batch: Mapping[str, list[Any]], config: AnnotateConfig, threads: int = 0) -> Batch:
+    """Annotate one batch: every step in order, given values winning; returns the marker columns."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    context: dict[str, list[Any]] = dict(batch)
+    for step in cached_steps(config):
+        context.update(merge_given(context, step(context)))
+    return {name: context[name] for name in marker_columns(config) if name in context}
+
+
+def output_features(ds: datasets.Dataset, config: AnnotateConfig) -> datasets.Features:
+    """Input features plus one typed column per produced marker (so shards always concatenate)."""
+    feats = datasets.Features(dict(ds.features))
+    for name in marker_columns(config):
+        if name in ("length_bucket", "quality_bucket"):
+            continue
+        feats[name] = datasets.Value(KIND_TYPES[config.taxonomy[name].kind])
+    return feats
+
+
+def _map(ds: datasets.Dataset, config: AnnotateConfig, features: datasets.Features) -> datasets.Dataset:
+    num_proc = config.num_proc if len(ds) >= 2 * config.num_proc and config.num_proc > 1 else None
+    threads = max(1, (os.cpu_count() or 1) // config.num_proc) if num_proc else 0
+    return ds.map(
+        run_steps,
+        batched=True,
+        batch_size=config.batch_size,
+        num_proc=num_proc,
+        fn_kwargs={"config": config, "threads": threads},
+        features=features,
+        load_from_cache_file=False,
+        keep_in_memory=True,
+        new_fingerprint=f"annotate-{config.fingerprint()}-{ds._fingerprint}",
+    )
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("annotate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]} rows/s"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def input_fingerprint(ds: datasets.Dataset) -> str:
+    """Content hash of a dataset (for checking that --resume continues the same input)."""
+    digest = hashlib.sha256()
+    for batch in ds.data.to_batches(max_chunksize=4096):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        digest.update(sink.getvalue().to_pybytes())
+    return digest.hexdigest()[:16]
+
+
+def run_local(
+    ds: datasets.Dataset, config: AnnotateConfig, work_dir: Path | None = None, resume: bool = False
+) -> datasets.Dataset:
+    """Annotate shard by shard; with `work_dir` each shard is written as it finishes and `resume` skips
+    finished shards (a manifest checks that the input and config are the same)."""
+    cached_steps(config)  # load models in the parent: forked workers inherit them
+    features = output_features(ds, config)
+    starts = list(range(0, len(ds), config.shard_size))
+    if work_dir is not None:
+        _prepare_work_dir(work_dir, ds, config, resume)
+    tables: list[pa.Table] = []
+    done_rows, began = 0, time.perf_counter()
+    datasets.disable_progress_bars()
+    with _progress(config.progress) as progress:
+        task = progress.add_task("annotate", total=len(ds), rate="-")
+        for index, start in enumerate(starts):
+            path = work_dir / f"shard-{index:05d}.parquet" if work_dir is not None else None
+            if path is not None and path.exists():
+                table = pq.read_table(path)
+            else:
+                shard = ds.select(range(start, min(start + config.shard_size, len(ds))))
+                table = _map(shard, config, features).data.table
+                if path is not None:
+                    tmp = path.with_name(f".{path.name}.tmp")
+                    pq.write_table(table, tmp)
+                    os.replace(tmp, path)
+            tables.append(table)
+            done_rows += table.num_rows
+            rate = done_rows / max(time.perf_counter() - began, 1e-9)
+            progress.update(task, completed=done_rows, rate=f"{rate:,.0f}")
+    datasets.enable_progress_bars()
+    if not tables:
+        return ds
+    return datasets.Dataset(pa.concat_tables([t.cast(tables[0].schema) for t in tables]))
+
+
+def _prepare_work_dir(work_dir: Path, ds: datasets.Dataset, config: AnnotateConfig, resume: bool) -> None:
+    manifest = {
+        "input": input_fingerprint(ds),
+        "config": config.fingerprint(),
+        "shard_size": config.shard_size,
+        "rows": len(ds),
+    }
+    path = work_dir / "manifest.json"
+    if resume and path.exists():
+        found = json.loads(path.read_text(encoding="utf-8"))
+        if found != manifest:
+            changed = [k for k in manifest if found.get(k) != manifest[k]]
+            raise TreasureError(
+                f"{work_dir}: cannot resume: {', '.join(changed)} changed since the first run"
+            )
+        return
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    io.atomic_write_text(path, json.dumps(manifest, sort_keys=True))
+
+
+def finalize(
+    ds: datasets.Dataset, config: AnnotateConfig
+) -> tuple[datasets.Dataset, Taxonomy, dict[str, list[float]]]:
+    """Whole-data markers: length_bucket (taxonomy or tertile thresholds) and quality_bucket."""
+    tax = config.taxonomy
+    thresholds: dict[str, list[float]] = {}
+    if "rules" not in config.annotators or "length_tokens" not in ds.column_names:
+        return ds, tax, thresholds
+    lengths = ds["length_tokens"]
+    tax = effective_taxonomy(tax, lengths, config.length_buckets)
+    if "length_bucket" in tax:
+        thresholds["length_bucket"] = list(tax["length_bucket"].thresholds)
+        given = ds["length_bucket"] if "length_bucket" in ds.column_names else None
+        ds = _set_column(ds, "length_bucket", length_buckets(tax, lengths, given))
+    if "quality_bucket" in tax and "quality" in ds.column_names:
+        language = ds["language"] if "language" in ds.column_names else [None] * len(ds)
+        given = ds["quality_bucket"] if "quality_bucket" in ds.column_names else None
+        ds = _set_column(ds, "quality_bucket", quality_buckets(tax, ds["quality"], language, given))
+    return ds, tax, thresholds
+
+
+def _set_column(ds: datasets.Dataset, name: str, values: Sequence[Any]) -> datasets.Dataset:
+    column = pa.array(values, type=pa.string())
+    table = ds.data.table
+    if name in table.column_names:
+        table = table.set_column(table.column_names.index(name), name, column)
+    else:
+        table = table.append_column(name, column)
+    return datasets.Dataset(table)
+
+
+def check_rows(ds: datasets.Dataset, path: str = "<dataset>") -> tuple[datasets.Dataset, list[DataError]]:
+    """Drop rows whose prompt/response is missing or not text; each becomes a DataError with its row."""
+    for needed in ("prompt", "response"):
+        if needed not in ds.column_names:
+            raise DataError(path, f"no '{needed}' column; columns: {', '.join(ds.column_names)}")
+    bad: list[DataError] = []
+    keep: list[int] = []
+    ids = ds["id"] if "id" in ds.column_names else [None] * len(ds)
+    for i, (p, r) in enumerate(zip(ds["prompt"], ds["response"], strict=True)):
+        problem = next(
+            (f for f, v in (("prompt", p), ("response", r)) if not isinstance(v, str) or not v.strip()), None
+        )
+        if problem is None:
+            keep.append(i)
+        else:
+            bad.append(DataError(path, f"missing or not text (id {ids[i]})", i + 1, problem, unit="row"))
+    return (ds if not bad else ds.select(keep)), bad
+
+
+def annotate(
+    ds: datasets.Dataset, config: AnnotateConfig, work_dir: Path | None = None, resume: bool = False
+) -> AnnotateResult:
+    """Annotate `ds` with the configured engine; rows must have text `prompt` and `response`."""
+    began = time.perf_counter()
+    if config.engine == "ray":
+        from treasure.annotate.ray_engine import run_ray
+
+        out = run_ray(ds, config)
+    else:
+        out = run_local(ds, config, work_dir, resume)
+    mapped = time.perf_counter()
+    out, tax, thresholds = finalize(out, config)
+    steps = cached_steps(config)
+    produced = [c for s in steps for c in s.produces if not c.startswith("_")]
+    unlabelled = {
+        c: sum(v is None for v in out[c]) for c in produced if c not in ABSENT_OK and c in out.column_names
+    }
+    timings = {"annotate": mapped - began, "buckets": time.perf_counter() - mapped}
+    extra = {}
+    for step in steps:
+        if hasattr(step, "counters"):
+            extra[step.name] = step.counters()
+    versions = {s.name: {"version": s.version} for s in steps}
+    return AnnotateResult(out, tax, thresholds, versions, timings, unlabelled, extra)
+
+
+def annotate_dataset(ds: datasets.Dataset, config: AnnotateConfig | None = None) -> datasets.Dataset:
+    """Annotated copy of `ds` (one column per marker; given markers kept)."""
+    return annotate(ds, config or AnnotateConfig()).dataset
+
+
+def annotate_texts(
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    annotators: Sequence[str] = ("language", "rules"),
+    taxonomy: Taxonomy | None = None,
+) -> list[dict[str, Any]]:
+    """Markers per (prompt, response), absent ones left out. `length_bucket` uses the taxonomy's
+    thresholds; `quality_bucket` needs a population and is not produced here."""
+    config = AnnotateConfig(annotators=tuple(annotators), taxonomy=taxonomy or Taxonomy.default())
+    batch = {"prompt": list(prompts), "response": list(responses)}
+    columns = run_steps(batch, config) if prompts else {}
+    tax = config.taxonomy
+    if "length_tokens" in columns and "length_bucket" in tax:
+        columns["length_bucket"] = length_buckets(tax, columns["length_tokens"], None)
+    columns.pop("quality_bucket", None)
+    return [{k: v[i] for k, v in columns.items() if v[i] is not None} for i in range(len(prompts))]
+
+
+@dataclass(frozen=True)
+class AnnotateFileConfig:
+    """File-level options: input preset and field mapping, resume, and the annotate config."""
+
+    preset: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+    resume: bool = False
+    keep_work_dir: bool = False
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+
+
+def sidecar(output: Path, suffix: str) -> Path:
+    """`OUTPUT.stats.json`-style path next to the output."""
+    return output.with_name(output.name + suffix)
+
+
+def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) -> dict[str, Any]:
+    """Read, annotate and write OUTPUT, OUTPUT.stats.json, OUTPUT.taxonomy.yaml (+ OUTPUT.rejects.jsonl)."""
+    began = time.perf_counter()
+    rejects = sidecar(output, ".rejects.jsonl")
+    loaded = io.load(
+        input_path,
+        preset=config.preset,
+        fields=config.fields,
+        taxonomy=config.annotate.taxonomy,
+        skip_invalid=True,
+        rejects_path=rejects,
+    )
+    ds, bad = check_rows(loaded.dataset, str(input_path))
+    rejected = list(loaded.rejected) + bad
+    if bad:
+        io.write_jsonl(
+            [{"path": e.path, "line": e.line, "field": e.field, "error": str(e)} for e in rejected], rejects
+        )
+    elif not rejected and rejects.exists():
+        rejects.unlink()
+    loaded_at = time.perf_counter()
+    work_dir = sidecar(output, ".work")
+    result = annotate(
+        ds,
+        config.annotate,
+        work_dir=work_dir if config.annotate.engine == "local" else None,
+        resume=config.resume,
+    )
+    io.save(result.dataset, output)
+    result.taxonomy.save(sidecar(output, ".taxonomy.yaml"))
+    timings = {"load": loaded_at - began, **result.timings_s, "total": time.perf_counter() - began}
+    stats = compute_stats(
+        result.dataset,
+        result.taxonomy,
+        config.annotate.stats,
+        thresholds=result.thresholds,
+        annotators=result.versions,
+        timings_s=timings,
+        unlabelled=result.unlabelled,
+        rejected=len(rejected),
+        extra={"engine": config.annotate.engine, "num_proc": config.annotate.num_proc, **result.extra},
+    )
+    io.atomic_write_text(
+        sidecar(output, ".stats.json"), json.dumps(stats, indent=2, ensure_ascii=False) + "\n"
+    )
+    if not config.keep_work_dir and work_dir.exists():
+        shutil.rmtree(work_dir)
+    return stats
+
+
+def with_annotators(config: AnnotateConfig, annotators: Sequence[str]) -> AnnotateConfig:
+    """A copy of `config` running `annotators`."""
+    return replace(config, annotators=tuple(annotators))
