@@ -23,7 +23,9 @@ from treasure.taxonomy import Taxonomy, with_thresholds
 from treasure.train import TrainConfig, train
 
 FIXTURE_ROWS = 3000
-MAX_WORDS = 70
+LENGTH_BANDS = ((1, 10), (22, 40), (70, 400))
+FIXTURE_MARKERS = ("length_bucket", "length_tokens", "source")
+FIXTURE_DROPOUT = (0.1, 0.1)
 SENTENCE_END = re.compile(r"[.!?]+(\s|$)")
 
 
@@ -62,12 +64,16 @@ def write_annotated(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def short_bundled_rows(n: int = FIXTURE_ROWS, max_words: int = MAX_WORDS) -> list[dict[str, Any]]:
-    """The first `n` bundled rows (file order) whose prompt and response are short."""
+def short_bundled_rows(n: int = FIXTURE_ROWS) -> list[dict[str, Any]]:
+    """The first `n` bundled rows (file order) with a short prompt and a response length in LENGTH_BANDS.
+
+    Gaps between the bands keep the three tertile buckets far apart, so a tiny model learns them fast.
+    """
     ds, _ = load_bundled()
     rows = []
     for row in ds:
-        if len(row["response"].split()) <= max_words and len(row["prompt"].split()) <= 40:
+        words = len(row["response"].split())
+        if any(lo <= words <= hi for lo, hi in LENGTH_BANDS) and len(row["prompt"].split()) <= 12:
             rows.append(row)
             if len(rows) == n:
                 break
@@ -81,7 +87,13 @@ def annotated_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _build(path: Path, out: Path, baseline: bool) -> Path:
     config = BuildConfig(
-        dataset_dropout=0.2, marker_dropout=0.3, baseline=baseline, seed=0, val_fraction=0.03, tokenizer=None
+        markers=FIXTURE_MARKERS,
+        dataset_dropout=FIXTURE_DROPOUT[0],
+        marker_dropout=FIXTURE_DROPOUT[1],
+        baseline=baseline,
+        seed=0,
+        val_fraction=0.03,
+        tokenizer=None,
     )
     return build(path, out, config)
 

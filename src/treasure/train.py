@@ -252,7 +252,7 @@ def sft_config(config: TrainConfig, checkpoints: Path, has_eval: bool) -> SFTCon
         "save_steps": config.save_steps or 500,
         "save_total_limit": config.save_total_limit,
         "bf16": _use_bf16(config),
-        "gradient_checkpointing": config.gradient_checkpointing,
+        "activation_checkpointing": config.gradient_checkpointing,
         "train_sampling_strategy": "group_by_length" if config.group_by_length else "random",
         "include_num_input_tokens_seen": "non_padding",
         "report_to": config.report_to,

@@ -1,0 +1,196 @@
+"""`treasure train`: label masking, loss goes down, save → load → generate, Ctrl-C + resume, LoRA."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from treasure import template
+from treasure.errors import TreasureError
+from treasure.taxonomy import Taxonomy
+from treasure.train import TrainConfig, TrainingInterrupted, make_trainer, train
+
+PROMPTS = [
+    "Write a short story about a cat.",
+    "Explain how photosynthesis works.",
+    "Give me tips for studying.",
+    "Describe the city of Paris.",
+    "What is machine learning?",
+    "Write a poem about the sea.",
+    "How do I bake bread?",
+    "Summarize the history of Rome.",
+]
+
+
+def quick(train_dir: Path, out: Path, **overrides) -> TrainConfig:
+    """A few-step recipe on the fixture's training set (the tiny_test size, short rows)."""
+    base = {
+        "train_dir": train_dir,
+        "output_dir": out,
+        "max_steps": 20,
+        "max_train_rows": 400,
+        "logging_steps": 5,
+    }
+    base.update(overrides)
+    return TrainConfig.from_file("tiny_test", **base)
+
+
+def generate(model_dir: Path, user_turns: list[str], max_new_tokens: int = 120) -> list[str]:
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": u}], add_generation_prompt=True, tokenize=False)
+        for u in user_turns
+    ]
+    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+    return tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def test_prompt_tokens_masked_template_tokens_trained(tiny_train_dir: Path, tmp_path: Path) -> None:
+    trainer, _ = make_trainer(quick(tiny_train_dir, tmp_path / "m"))
+    tok = trainer.processing_class
+    assistant_id = tok.convert_tokens_to_ids("<|assistant|>")
+    template_id = tok.convert_tokens_to_ids("<TEMPLATE>\n")
+    checked = 0
+    for row in trainer.train_dataset.select(range(50)):
+        ids, labels = row["input_ids"], row["labels"]
+        start = ids.index(assistant_id) + 1  # first token of the assistant turn
+        assert all(label == -100 for label in labels[:start]), "prompt tokens must not be trained"
+        assert ids[start] == template_id and labels[start] == template_id, "the template is trained"
+        assert all(label == i for label, i in zip(labels[start:], ids[start:], strict=True))
+        checked += ids[:start].count(template_id)  # rows whose prompt also holds a block
+    assert checked > 0
+
+
+def test_fixture_model_saves_loads_and_writes_markers(tiny_model_dir: Path) -> None:
+    report = json.loads((tiny_model_dir / "train.json").read_text())
+    assert report["marked"] is True and len(report["data_sha256"]) == 64
+    assert report["losses"]["final_eval"] < report["losses"]["initial_eval"] - 1.0
+    assert (tiny_model_dir / "taxonomy.yaml").is_file() and (tiny_model_dir / "stats.json").is_file()
+    tax = Taxonomy.load(tiny_model_dir / "taxonomy.yaml")
+    outputs = generate(tiny_model_dir, [template.escape(p) for p in PROMPTS], max_new_tokens=30)
+    parsed = [template.parse(o, tax) for o in outputs]
+    assert all(p.has_block and p.error is None and "length_bucket" in p.markers for p in parsed), outputs
+
+
+def test_length_bucket_in_prompt_controls_answer_length(tiny_model_dir: Path) -> None:
+    tax = Taxonomy.load(tiny_model_dir / "taxonomy.yaml")
+    medians = {}
+    for bucket in ("concise", "medium", "long"):
+        turns = [template.with_prompt_markers(p, {"length_bucket": bucket}, tax) for p in PROMPTS]
+        parsed = [template.parse(o, tax) for o in generate(tiny_model_dir, turns, max_new_tokens=150)]
+        assert [p.markers.get("length_bucket") for p in parsed].count(bucket) >= 6, bucket
+        medians[bucket] = statistics.median(len(p.response.split()) for p in parsed)
+    assert medians["concise"] < medians["medium"] < medians["long"], medians
+
+
+def test_baseline_fixture_has_no_markers(tiny_baseline_dir: Path) -> None:
+    assert json.loads((tiny_baseline_dir / "train.json").read_text())["marked"] is False
+    outputs = generate(tiny_baseline_dir, PROMPTS[:4], max_new_tokens=20)
+    assert not any("<TEMPLATE>" in o for o in outputs), outputs
+
+
+class SigintAt(TrainerCallback):
+    """Sends this process a real SIGINT at a given step (what Ctrl-C does)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_saves_checkpoint_and_resume_finishes(
+    tiny_train_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    out = tmp_path / "m"
+    config = quick(tiny_train_dir, out, max_steps=12, save_steps=100)
+    import treasure.train as train_module
+
+    real = train_module.make_trainer
+
+    def with_sigint(cfg):
+        trainer, meta = real(cfg)
+        trainer.add_callback(SigintAt(5))
+        return trainer, meta
+
+    monkeypatch.setattr(train_module, "make_trainer", with_sigint)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(config)
+    monkeypatch.setattr(train_module, "make_trainer", real)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-6"]
+    assert not (out / "train.json").exists()
+    with pytest.raises(TreasureError, match="no checkpoint"):
+        train(quick(tiny_train_dir, tmp_path / "empty", resume=True))
+    config.resume = True
+    train(config)
+    report = json.loads((out / "train.json").read_text())
+    assert report["steps"] == 12
+    assert report["losses"]["initial_eval"] is None  # resumed: no fresh start to compare with
+    assert not (out / "checkpoints").exists()
+    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() == report["n_parameters"]
+
+
+def test_twenty_steps_lower_validation_loss(tiny_train_dir: Path, tmp_path: Path) -> None:
+    out = train(quick(tiny_train_dir, tmp_path / "m"))
+    losses = json.loads((out / "train.json").read_text())["losses"]
+    assert losses["final_eval"] < losses["initial_eval"] - 0.5, losses
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_lora_on_a_local_model_dir(
+    tiny_model_dir: Path, tiny_train_dir: Path, tmp_path: Path, merge: bool
+) -> None:
+    out = tmp_path / "lora"
+    config = quick(
+        tiny_train_dir,
+        out,
+        model=str(tiny_model_dir),
+        lora=True,
+        merge=merge,
+        max_steps=3,
+        lora_r=4,
+        lora_alpha=8,
+        learning_rate=0.01,
+        eval_before=False,
+    )
+    train(config)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    if merge:
+        assert not (out / "adapter_config.json").exists()
+        tuned = AutoModelForCausalLM.from_pretrained(out)
+        changed = [
+            name for name, p in tuned.state_dict().items() if not torch.equal(p, base.state_dict()[name])
+        ]
+        assert any("q_proj" in n for n in changed) and all("embed" not in n for n in changed)
+    else:
+        adapter = json.loads((out / "adapter_config.json").read_text())
+        assert adapter["r"] == 4 and Path(adapter["base_model_name_or_path"]) == tiny_model_dir
+    assert (
+        AutoTokenizer.from_pretrained(out).chat_template
+        == AutoTokenizer.from_pretrained(tiny_model_dir).chat_template
+    )
+    assert json.loads((out / "train.json").read_text())["config"]["lora"] is True
+
+
+def test_config_errors_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "recipe.yaml"
+    bad.write_text("max_stepz: 3\n", encoding="utf-8")
+    with pytest.raises(TreasureError, match="unknown key\\(s\\) max_stepz"):
+        TrainConfig.from_file(bad)
+    with pytest.raises(TreasureError, match="presets: tiny_demo"):
+        TrainConfig.from_file(tmp_path / "missing.yaml")
+    with pytest.raises(TreasureError, match="not a training set"):
+        train(TrainConfig(train_dir=tmp_path, output_dir=tmp_path / "m"))
