@@ -19,10 +19,13 @@ FENCE_RE = re.compile(r"```.*?(```|$)", re.S)
 
 @dataclass(frozen=True)
 class LanguageConfig:
-    """`max_chars` of the response are read (code blocks removed); `low_accuracy` is lingua's fast mode."""
+    """`max_chars` of the response are read (code blocks removed). lingua's fast low-accuracy mode is used
+    for texts of at least `low_accuracy_min_chars` (it is unreliable on short ones); `low_accuracy=False`
+    always uses the high-accuracy mode."""
 
     max_chars: int = 300
     low_accuracy: bool = True
+    low_accuracy_min_chars: int = 120
     min_chars: int = 3
     short_chars: int = 60  # a shorter response is read together with its prompt
 
@@ -53,23 +56,24 @@ class LanguageAnnotator:
         self.version = f"lingua-{version('lingua-language-detector')}" + (
             "-low" if self.config.low_accuracy else "-high"
         )
-        self._detector: LanguageDetector | None = None
+        self._detectors: dict[bool, LanguageDetector] = {}
 
-    @property
-    def detector(self) -> LanguageDetector:
-        if self._detector is None:
+    def detector(self, low_accuracy: bool) -> LanguageDetector:
+        """lingua detector over the taxonomy's languages (built once per mode)."""
+        if low_accuracy not in self._detectors:
             builder = LanguageDetectorBuilder.from_languages(*self.by_lingua)
-            if self.config.low_accuracy:
+            if low_accuracy:
                 builder = builder.with_low_accuracy_mode()
-            self._detector = builder.with_preloaded_language_models().build()
-        return self._detector
+            self._detectors[low_accuracy] = builder.build()
+        return self._detectors[low_accuracy]
 
     def detect(self, text: str) -> str | None:
         """Taxonomy language of one text, or None when too short or undecided."""
         text = FENCE_RE.sub(" ", text).strip()[: self.config.max_chars]
         if len(text) < self.config.min_chars:
             return None
-        found = self.detector.detect_language_of(text)
+        low = self.config.low_accuracy and len(text) >= self.config.low_accuracy_min_chars
+        found = self.detector(low).detect_language_of(text)
         return self.by_lingua.get(found) if found is not None else None
 
     def __call__(self, batch: Mapping[str, list[Any]]) -> Batch:

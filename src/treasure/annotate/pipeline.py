@@ -392,9 +392,13 @@ def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) ->
     )
     ds, bad = check_rows(loaded.dataset, str(input_path))
     rejected = list(loaded.rejected) + bad
-    if bad:
-        io.write_jsonl(
-            [{"path": e.path, "line": e.line, "field": e.field, "error": str(e)} for e in rejected], rejects
+    if bad:  # appended to what io.load wrote, in the same shape
+        earlier = rejects.read_text(encoding="utf-8") if loaded.rejected and rejects.exists() else ""
+        extra = [
+            {"file": e.path, "line": e.line, "field": e.field, "error": e.reason, "record": None} for e in bad
+        ]
+        io.atomic_write_text(
+            rejects, earlier + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in extra)
         )
     elif not rejected and rejects.exists():
         rejects.unlink()

@@ -64,6 +64,9 @@ def annotate_command(
         1000, "--shard-size", help="Rows per shard written to OUTPUT.work/ (resume unit)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Skip shards a killed run already finished."),
+    keep_work: bool = typer.Option(
+        False, "--keep-work", help="Keep OUTPUT.work/ (finished shards) after the run."
+    ),
     length_buckets: str = typer.Option(
         "taxonomy", "--length-buckets", help="taxonomy thresholds, or quantile (tertiles of the data)."
     ),
@@ -130,7 +133,11 @@ def annotate_command(
         input_path,
         output,
         AnnotateFileConfig(
-            preset=preset, fields=dict(parse_marker_args(field)), resume=resume, annotate=config
+            preset=preset,
+            fields=dict(parse_marker_args(field)),
+            resume=resume,
+            keep_work_dir=keep_work,
+            annotate=config,
         ),
     )
     if not quiet:
