@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from treasure.annotate import AnnotateConfig, annotate
+from treasure.annotate import AnnotateConfig, AnnotateFileConfig, annotate, annotate_file
 from treasure.annotate.pipeline import run_local
 from treasure.errors import TreasureError
 
@@ -29,10 +29,12 @@ def test_two_processes_equal_one(bundled_sample):
 
 
 def test_sigkill_then_resume_is_byte_identical(tmp_path: Path, sample_jsonl: Path):
-    args = ["--annotators", ",".join(EMBEDDED), "--shard-size", "4", "--batch-size", "4", "--quiet"]
+    args = ["--annotators", ",".join(EMBEDDED), "--shard-size", "4", "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     clean = tmp_path / "clean.jsonl"
-    subprocess.run(_cli([str(sample_jsonl), "-o", str(clean), *args]), check=True, env=env, timeout=300)
+    annotate_file(
+        sample_jsonl, clean, AnnotateFileConfig(annotate=AnnotateConfig(annotators=EMBEDDED, shard_size=4))
+    )
 
     out = tmp_path / "out.jsonl"
     work = tmp_path / "out.jsonl.work"

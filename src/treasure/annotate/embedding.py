@@ -20,7 +20,7 @@ EMBEDDING = "_embedding"
 class EmbeddingConfig:
     """Rows are embedded as prompt + response, cut to `max_chars` then to `max_tokens` model tokens."""
 
-    max_tokens: int = 64
+    max_tokens: int = 48
     max_chars: int = 600
     batch_size: int = 64
 
