@@ -73,7 +73,7 @@ def short_bundled_rows(n: int = FIXTURE_ROWS) -> list[dict[str, Any]]:
     rows = []
     for row in ds:
         words = len(row["response"].split())
-        if any(lo <= words <= hi for lo, hi in LENGTH_BANDS) and len(row["prompt"].split()) <= 12:
+        if any(lo <= words <= hi for lo, hi in LENGTH_BANDS) and len(row["prompt"].split()) <= 30:
             rows.append(row)
             if len(rows) == n:
                 break
