@@ -472,8 +472,8 @@ def _long_tail_section(suite: Mapping[str, Any], config: ReportConfig) -> str:
     return _section(
         "long-tail",
         "Long tail",
-        "Each metric split by how often the marker values involved occur in training (by default head ≥ 5%, tail < 1%), "
-        "with the gain of the marked model over the baseline in each bucket.",
+        "Each metric split by how often the marker values involved occur in training (by default "
+        "head ≥ 5%, tail < 1%), with the gain of the marked model over the baseline in each bucket.",
         _img(png, "long-tail deltas") if png else _note("No long-tail rows were measured."),
         _table(["Marker", "Bucket", "Metric", "Marked", "Baseline", "Delta", "n"], table_rows)
         if rows
