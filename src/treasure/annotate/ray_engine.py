@@ -65,6 +65,8 @@ def run_ray(
     ds: datasets.Dataset, config: AnnotateConfig, ray_config: RayConfig | None = None
 ) -> datasets.Dataset:
     """Annotate `ds` with `config.num_proc` Ray actors; returns the rows in input order."""
+    if len(ds) == 0:
+        return datasets.Dataset.from_dict({}, features=output_features(ds, config))
     ray = ensure_ray(ray_config)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
@@ -72,8 +74,10 @@ def run_ray(
     features = output_features(ds, config)
     threads = max(1, (os.cpu_count() or 1) // config.num_proc)
     table = ds.data.table.combine_chunks()
-    blocks = max(config.num_proc, -(-len(ds) // config.shard_size))
-    data = ray.data.from_arrow(table).repartition(blocks)
+    # Blocks are sliced here, not by `repartition`: a repartition task would wait for a CPU that the
+    # actor pool already holds (a deadlock when the pool uses every CPU).
+    size = max(1, min(config.shard_size, -(-len(ds) // config.num_proc)))
+    data = ray.data.from_arrow([table.slice(start, size) for start in range(0, len(ds), size)])
     mapped = data.map_batches(
         _Worker,
         fn_constructor_kwargs={"config": config, "threads": threads},

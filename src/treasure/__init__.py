@@ -1,0 +1,1 @@
+"""treasure: training-time markers for controllable, long-tail-aware language models."""
