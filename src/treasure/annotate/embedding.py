@@ -61,6 +61,7 @@ class EmbeddingStep:
     def __init__(self, config: EmbeddingConfig | None = None):
         self.config = config or EmbeddingConfig()
         self.version = f"all-MiniLM-L6-v2/max{self.config.max_tokens}tok"
+        _model(self.config.max_tokens)  # load now: forked map workers inherit it instead of reloading
 
     def __call__(self, batch: Mapping[str, list[Any]]) -> Batch:
         texts = [

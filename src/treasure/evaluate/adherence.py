@@ -1,0 +1,82 @@
+"""adherence (controllability): ask for a marker value, re-annotate the answer, count matches.
+
+For each (marker, value) the same prompts are answered under controlling and strict (the value also
+prefilled in the model's own block); conditioning (no marker given) is the base rate: how often the
+model lands on that value by itself. Answers are re-annotated with the annotators that produce the
+marker, using the model dir's taxonomy (so `length_bucket` uses the thresholds it was trained with).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from treasure.annotate import annotate_texts
+from treasure.evaluate.config import EvalConfig
+from treasure.evaluate.prompts import EvalPrompt
+from treasure.evaluate.runs import GenerationRuns
+from treasure.taxonomy import Taxonomy
+
+ANNOTATOR_OF: dict[str, str] = {
+    "language": "language",
+    "task": "classifier",
+    "domain": "classifier",
+    "quality": "quality",
+}
+MODES: tuple[str, ...] = ("conditioning", "controlling", "strict")
+
+
+def annotators_for(markers: Sequence[str]) -> tuple[str, ...]:
+    """Annotators producing `markers` (rules by default; rules always need language first)."""
+    needed = {ANNOTATOR_OF.get(m, "rules") for m in markers}
+    if "rules" in needed:
+        needed.add("language")
+    return tuple(a for a in ("language", "rules", "classifier", "quality") if a in needed)
+
+
+def reannotate(
+    prompts: Sequence[str], responses: Sequence[str], markers: Sequence[str], tax: Taxonomy
+) -> list[dict]:
+    """Markers of each (prompt, answer) as the annotators see them."""
+    return annotate_texts(list(prompts), list(responses), annotators_for(markers), tax)
+
+
+def run_adherence(
+    runs: GenerationRuns, prompts: Sequence[EvalPrompt], config: EvalConfig, tax: Taxonomy
+) -> dict[str, Any]:
+    """Adherence cells (marker, value, mode, rate, n) and answer lengths per requested length bucket."""
+    texts = [p.prompt for p in prompts]
+    markers = list(config.adherence_markers)
+    free = runs.run("adh-conditioning", "marked", texts)
+    free_labels = reannotate(texts, [r["response"] for r in free], markers, tax)
+    cells: list[dict[str, Any]] = []
+    lengths: dict[str, dict[str, list[int]]] = {"conditioning": {}, "controlling": {}, "strict": {}}
+    for marker, values in config.adherence_markers.items():
+        for raw in values:
+            value = tax.canonical(marker, raw)
+            labels = {"conditioning": free_labels}
+            for mode, strict in (("controlling", False), ("strict", True)):
+                rows = runs.run(
+                    f"adh-{mode}-{marker}-{value}",
+                    "marked",
+                    texts,
+                    "controlling",
+                    [{marker: value}] * len(texts),
+                    strict,
+                )
+                labels[mode] = reannotate(texts, [r["response"] for r in rows], markers, tax)
+            for mode in MODES:
+                hits = [label.get(marker) == value for label in labels[mode]]
+                cells.append(
+                    {
+                        "marker": marker,
+                        "value": str(value),
+                        "mode": mode,
+                        "rate": round(sum(hits) / len(hits), 4),
+                        "n": len(hits),
+                    }
+                )
+                if marker == "length_bucket":
+                    lengths[mode][str(value)] = [int(label.get("length_tokens", 0)) for label in labels[mode]]
+    lengths["conditioning"] = {"(none)": [int(label.get("length_tokens", 0)) for label in free_labels]}
+    return {"cells": cells, "modes": list(MODES), "lengths": lengths}

@@ -1,0 +1,124 @@
+"""length-instruct (AlpacaEval-LI protocol): "Answer the following instruction using N words or less."
+
+Three rows measured in one run, as in the paper: Baseline (baseline model, instruction in the prompt),
+TreasureMarked (marked model, conditioning, instruction in the prompt) and +fixed (marked model, fixed
+mode: the sentence is detected, removed and turned into the marker `length_tokens = N`).
+Violation: the answer has more than N words (whitespace-separated). Win rate: each row against the
+Baseline row's answer to the same prompt; as in AlpacaEval-LI an answer over its limit loses to one
+within it, otherwise the judge decides. The Baseline row is 50% by construction.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from treasure.evaluate.config import EvalConfig
+from treasure.evaluate.judge import Judge, win_rate
+from treasure.evaluate.prompts import EvalPrompt
+from treasure.evaluate.runs import GenerationRuns
+
+INSTRUCTION = "Answer the following instruction using {n} words or less."
+ROWS: tuple[tuple[str, str], ...] = (
+    ("baseline", "Baseline"),
+    ("conditioning", "TreasureMarked"),
+    ("fixed", "+fixed"),
+)
+
+
+def words(text: str) -> int:
+    """Word count as AlpacaEval-LI counts it (whitespace-separated)."""
+    return len(text.split())
+
+
+def limit_scale(config: EvalConfig, stats: dict[str, Any], prompts: Sequence[EvalPrompt]) -> float:
+    """`config.limit_scale`, or for "train": median training answer length / median reference length."""
+    if config.limit_scale != "train":
+        return float(config.limit_scale)
+    summary = stats.get("markers", {}).get("length_tokens", {}).get("summary", {})
+    references = [words(p.reference) for p in prompts if p.reference]
+    if not summary.get("median") or not references:
+        return 1.0
+    return min(1.0, float(summary["median"]) / statistics.median(references))
+
+
+def limits(prompts: Sequence[EvalPrompt], config: EvalConfig, scale: float) -> list[int]:
+    """N per prompt: clip(round(words(reference) × scale)); drawn from `limit_range` without reference."""
+    rng = random.Random(f"{config.seed}:limits")
+    low, high = config.limit_clip
+    out = []
+    for prompt in prompts:
+        if prompt.reference:
+            out.append(max(low, min(high, round(words(prompt.reference) * scale))))
+        else:
+            out.append(rng.randint(*config.limit_range))
+    return out
+
+
+@dataclass
+class LengthInstructResult:
+    """The metrics section plus per-prompt flags (for the long-tail split)."""
+
+    section: dict[str, Any]
+    violations: dict[str, list[bool]]
+    outcomes: dict[str, list[float]]
+
+
+def _outcome(judged: float, first_over: bool, second_over: bool) -> float:
+    if first_over != second_over:
+        return 0.0 if first_over else 1.0
+    return judged
+
+
+def run_length_instruct(
+    runs: GenerationRuns, judge: Judge, prompts: Sequence[EvalPrompt], config: EvalConfig, scale: float
+) -> LengthInstructResult:
+    """Generate the three rows, count violations and judge each row against Baseline."""
+    ns = limits(prompts, config, scale)
+    texts = [f"{INSTRUCTION.format(n=n)}\n\n{p.prompt}" for p, n in zip(prompts, ns, strict=True)]
+    answers = {
+        "baseline": runs.run("li-baseline", "baseline", texts),
+        "conditioning": runs.run("li-conditioning", "marked", texts),
+        "fixed": runs.run("li-fixed", "marked", texts, mode="fixed"),
+    }
+    fixed_set = sum(1 for r in answers["fixed"] if "length_tokens" in r["markers"])
+    violations = {
+        name: [words(r["response"]) > n for r, n in zip(rows, ns, strict=True)]
+        for name, rows in answers.items()
+    }
+    base = [r["response"] for r in answers["baseline"]]
+    outcomes = {"baseline": [0.5] * len(texts)}
+    for name in ("conditioning", "fixed"):
+        judged = judge.compare(texts, [r["response"] for r in answers[name]], base)
+        outcomes[name] = [
+            _outcome(j, a, b)
+            for j, a, b in zip(judged, violations[name], violations["baseline"], strict=True)
+        ]
+    rows = [
+        {
+            "name": name,
+            "label": label,
+            "violation_rate": round(sum(violations[name]) / len(texts), 4),
+            "win_rate": win_rate(outcomes[name]),
+            "n": len(texts),
+            "judge": "reference row (50% by construction)" if name == "baseline" else judge.name,
+        }
+        for name, label in ROWS
+    ]
+    section = {
+        "rows": rows,
+        "limit_rule": (
+            f"N = clip(round(words(reference) × {scale:.3f}), {config.limit_clip[0]}, {config.limit_clip[1]})"
+            f" (scale: {config.limit_scale}); prompts without a reference: uniform in {config.limit_range}"
+        ),
+        "limits": {"median": statistics.median(ns), "min": min(ns), "max": max(ns)},
+        "fixed_marker_set": round(fixed_set / len(texts), 4),
+        "lengths": {
+            name: [{"limit": n, "words": words(r["response"])} for r, n in zip(rows_, ns, strict=True)]
+            for name, rows_ in answers.items()
+        },
+    }
+    return LengthInstructResult(section, violations, outcomes)

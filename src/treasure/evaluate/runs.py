@@ -1,0 +1,128 @@
+"""Generation runs of an evaluation, cached on disk so an interrupted `evaluate` resumes.
+
+Each run (a name, a model, prompts, a mode, markers) appends one JSON line per answer to
+`generations/<name>.jsonl` after every batch; a `<name>.key` file holds the hash of what produced it.
+A rerun with the same key skips the finished lines; a changed key starts the run over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from treasure.backends import GenerationConfig
+from treasure.generate import Generator
+from treasure.io import atomic_write_text
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Short hash of a model dir: its config, train.json, taxonomy and the size + first MiB of weights."""
+    digest = hashlib.sha256()
+    for path in sorted(model_dir.iterdir()):
+        if path.suffix in {".json", ".yaml", ".safetensors", ".bin"} and path.is_file():
+            digest.update(path.name.encode())
+            digest.update(str(path.stat().st_size).encode())
+            with path.open("rb") as handle:
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+class GenerationRuns:
+    """Loads each model once and runs (cached) generations for the suites."""
+
+    def __init__(
+        self,
+        models: Mapping[str, Path],
+        cache_dir: Path,
+        config: GenerationConfig,
+        backend: str = "transformers",
+        progress: bool = True,
+    ):
+        self.models = dict(models)
+        self.cache_dir = cache_dir
+        self.config = config
+        self.backend = backend
+        self.progress = progress
+        self.fingerprints = {name: model_fingerprint(path) for name, path in self.models.items()}
+        self._generators: dict[str, Generator] = {}
+
+    def generator(self, model: str) -> Generator:
+        if model not in self._generators:
+            self._generators[model] = Generator.from_model_dir(self.models[model], backend=self.backend)
+        return self._generators[model]
+
+    def run(
+        self,
+        name: str,
+        model: str,
+        prompts: Sequence[str],
+        mode: str = "conditioning",
+        markers: Sequence[Mapping[str, Any] | None] | None = None,
+        strict: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Answers for `prompts` (dicts: response, markers, markers_error, n_tokens), resuming a cache."""
+        per_prompt = list(markers) if markers is not None else [None] * len(prompts)
+        key = hashlib.sha256(
+            json.dumps(
+                [self.fingerprints[model], list(prompts), mode, per_prompt, strict, asdict(self.config)],
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        out, key_file = self.cache_dir / f"{name}.jsonl", self.cache_dir / f"{name}.key"
+        done = _read_finished(out) if key_file.is_file() and key_file.read_text() == key else []
+        atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done))
+        atomic_write_text(key_file, key)
+        size = max(1, self.config.batch_size)
+        with _progress(self.progress) as progress:
+            task = progress.add_task(name, total=len(prompts), completed=len(done))
+            for start in range(len(done), len(prompts), size):
+                chunk = slice(start, start + size)
+                config = replace(self.config, seed=self.config.seed + start // size)
+                generations = self.generator(model).generate(
+                    list(prompts[chunk]), mode, per_prompt[chunk], strict=strict, config=config
+                )
+                rows = [
+                    {
+                        "response": g.response,
+                        "markers": g.markers,
+                        "markers_error": g.markers_error,
+                        "n_tokens": g.n_tokens,
+                    }
+                    for g in generations
+                ]
+                with out.open("a", encoding="utf-8") as handle:
+                    handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+                done.extend(rows)
+                progress.update(task, completed=len(done))
+        return done
+
+
+def _read_finished(path: Path) -> list[dict[str, Any]]:
+    """Complete lines of a cache file (a line cut by a crash is dropped)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
