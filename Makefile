@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/treasure demo
 
 test: $(STAMP)
-	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null 2>&1 || sudo -n apt-get install -y -q chromium >/dev/null 2>&1) || echo "chromium not installed: the report screenshot test will be skipped"
+	@command -v chromium >/dev/null || timeout 600 sh -c 'apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)' >/dev/null 2>&1 || echo "chromium not installed: the report screenshot test will be skipped"
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

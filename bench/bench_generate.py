@@ -130,15 +130,14 @@ def model_section(model: Path, baseline: Path | None, n: int, max_new_tokens: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "runs/demo/model")
-    parser.add_argument("--baseline", type=Path, default=ROOT / "runs/demo/baseline")
+    parser.add_argument("--model", type=Path, default=ROOT / "runs/demo/model-marked")
+    parser.add_argument("--baseline", type=Path, default=ROOT / "runs/demo/model-baseline")
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     args = parser.parse_args()
     result: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with "
-        "other jobs (2-core CI-class box), no GPU; torch threads "
-        f"{torch.get_num_threads()}",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU; "
+        f"torch threads {torch.get_num_threads()}",
         "detector": detector_section(),
     }
     if args.model.is_dir():

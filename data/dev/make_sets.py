@@ -1,5 +1,5 @@
 """Build the classifier seed set (src/treasure/resources/classifier_seed.jsonl.gz) and the labelled dev set
-(data/dev/task_domain_dev.jsonl) from the bundled data. Deterministic; see data/dev/SOURCES.md.
+(data/dev/task_domain_dev.jsonl) from the bundled data. Deterministic; see data/SOURCES.md.
 
     .venv/bin/python data/dev/make_sets.py
 """

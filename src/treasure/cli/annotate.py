@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -83,6 +84,9 @@ def annotate_command(
     llm_model: str | None = typer.Option(None, "--llm-model"),
     llm_concurrency: int = typer.Option(4, "--llm-concurrency"),
     llm_cache: Path | None = typer.Option(None, "--llm-cache", help="Disk cache dir for LLM replies."),
+    llm_api_key_env: str = typer.Option(
+        "OPENAI_API_KEY", "--llm-api-key-env", help="Environment variable holding the endpoint's API key."
+    ),
     reward_model: Path | None = typer.Option(
         None, "--reward-model", help="HF sequence-classification dir for quality."
     ),
@@ -111,7 +115,11 @@ def annotate_command(
         if not (llm_endpoint and llm_model):
             raise TreasureError("--llm-endpoint and --llm-model go together")
         llm = LLMConfig(
-            endpoint=llm_endpoint, model=llm_model, concurrency=llm_concurrency, cache_dir=llm_cache
+            endpoint=llm_endpoint,
+            model=llm_model,
+            concurrency=llm_concurrency,
+            cache_dir=llm_cache,
+            api_key=os.environ.get(llm_api_key_env, "none"),
         )
     config = AnnotateConfig(
         annotators=_split(annotators),
