@@ -37,6 +37,8 @@ class DemoConfig:
     seed: int = 0
     train_recipe: str = "tiny_demo"
     eval_prompts: int = 100
+    max_prompt_words: int = 60
+    max_response_words: int = 150
     suites: tuple[str, ...] = ("length-instruct", "win-rate", "adherence", "marker-prediction", "long-tail")
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -63,9 +65,25 @@ def run_stage(
     return record
 
 
-def data_summary(console: Console, out: Path) -> dict[str, Any]:
-    """Write the bundled training rows to one JSONL and print rows per file/source and field coverage."""
+def data_summary(console: Console, out: Path, config: DemoConfig) -> dict[str, Any]:
+    """Write the bundled training rows to one JSONL and print rows per file/source and field coverage.
+
+    Only rows with a prompt of at most `max_prompt_words` and a response of at most `max_response_words`
+    words are kept: the tiny CPU model then sees whole examples (answer and end token) within its
+    256-token window and its time budget.
+    """
     ds, rejected = load_bundled()
+    total = len(ds)
+    ds = ds.filter(
+        lambda row: (
+            len(row["prompt"].split()) <= config.max_prompt_words
+            and len(row["response"].split()) <= config.max_response_words
+        )
+    )
+    console.print(
+        f"kept {len(ds)} of {total} bundled rows (prompt ≤ {config.max_prompt_words} words, "
+        f"response ≤ {config.max_response_words} words)"
+    )
     io.save(ds.remove_columns(["file"]), out / "bundled.jsonl")
     by_file = Counter(zip(ds["file"], ds["source"], strict=True))
     table = Table(title=f"bundled training data: {len(ds)} rows")
@@ -83,7 +101,7 @@ def data_summary(console: Console, out: Path) -> dict[str, Any]:
     console.print(coverage)
     for error in rejected:
         console.print(f"[yellow]skipped[/] {error}")
-    return {"rows": len(ds), "skipped": len(rejected)}
+    return {"rows": len(ds), "bundled_rows": total, "skipped": len(rejected)}
 
 
 def annotate_stage(data_file: Path, out: Path, console: Console) -> dict[str, Any]:
@@ -202,7 +220,7 @@ def run_demo(config: DemoConfig, console: Console) -> None:
     """Run every demo stage in order, reusing finished ones."""
     out = config.out_dir
     began = time.perf_counter()
-    run_stage("data", out / "data", lambda: data_summary(console, out / "data"), config, console)
+    run_stage("data", out / "data", lambda: data_summary(console, out / "data", config), config, console)
     data_file = out / "data" / "bundled.jsonl"
     run_stage(
         "annotate",
