@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -17,6 +18,7 @@ from treasure.evaluate.length_instruct import limit_scale, run_length_instruct
 from treasure.evaluate.long_tail import split_rows
 from treasure.evaluate.prediction import run_marker_prediction
 from treasure.evaluate.prompts import EvalPrompt, alpaca_eval, sample, user_prompts
+from treasure.evaluate.report import write_report
 from treasure.evaluate.runs import GenerationRuns
 from treasure.io import atomic_write_text
 from treasure.taxonomy import Taxonomy
@@ -28,15 +30,11 @@ def _stats(model_dir: Path) -> dict[str, Any]:
 
 
 def _jsonable(config: EvalConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return json.loads(json.dumps(asdict(config), default=str))
 
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run `config.suites` on the marked model (and baseline); write metrics.json + report.html."""
-    from treasure.evaluate.report import write_report
-
     for path in (config.model_dir, config.baseline_dir):
         if path is not None and not path.is_dir():
             raise TreasureError(f"{path}: model dir not found")
