@@ -7,7 +7,7 @@ Writes bench/results/train.json:
 - trained tokens/s of `treasure.train.train` (marked rows) and of a plain `SFTTrainer` on the same rows
   without markers (same tokenizer, same model init, same steps and batch), measured alternately in one run.
 
-The machine's 2 cores are shared with other jobs, so absolute figures are noisy; the ratio is what counts.
+Absolute figures on a 2-core machine are noisy; the ratio is what counts.
 Run: `.venv/bin/python bench/bench_train.py [--steps 20] [--rounds 2]`.
 """
 
@@ -107,7 +107,7 @@ def main() -> None:
             "rounds": opts.rounds,
             "cpu_threads": os.cpu_count(),
         },
-        "note": "2 CPU cores shared with other engineers' jobs; runs alternate so load hits both sides alike",
+        "note": "runs alternate (treasure, plain TRL, …) so any background load hits both sides alike",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -386,8 +386,9 @@ def _length_instruct_section(suite: Mapping[str, Any]) -> str:
         "length-instruct",
         "Length instructions (paper table)",
         "Share of answers longer than the requested N words (lower is better) and win rate against the "
-        "reference, for the baseline, the marked model with the instruction in the prompt, and the marked "
-        "model with the instruction replaced by a fixed length marker.",
+        "Baseline row's answer to the same prompt (an answer over its limit loses to one within it), for "
+        "the baseline, the marked model with the instruction in the prompt, and the marked model with the "
+        "instruction replaced by a fixed length marker.",
         table,
         f"<p>Limit rule: {_e(rule)}</p>" if rule else "",
     )
