@@ -75,6 +75,20 @@ def test_fixed_mode_moves_the_length_sentence_into_markers(random_generator: Gen
     }
 
 
+def test_fixed_mode_uses_the_bucket_when_the_model_never_saw_length_tokens(
+    random_generator: Generator,
+) -> None:
+    without = Generator(
+        random_generator.backend,
+        random_generator.taxonomy,
+        trained_markers=frozenset({"length_bucket", "task"}),
+    )
+    prompt = "Explain why the sky is blue. Answer the following instruction using 40 words or less."
+    fed = template.parse_prompt(user_turn_fed(without.prepare(prompt, "fixed").text))
+    assert fed.markers == {"length_bucket": "concise"}
+    assert fed.response == "Explain why the sky is blue."
+
+
 @pytest.mark.parametrize(
     ("markers", "message"),
     [

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from treasure.instructions import DetectConfig, detect
+from treasure.instructions import DetectConfig, detect, fit_to_trained
 from treasure.instructions_eval import score_files
 from treasure.taxonomy import Taxonomy, with_thresholds
 
@@ -88,6 +88,27 @@ def test_bucket_follows_the_taxonomy_thresholds() -> None:
     found = detect(prompt, taxonomy=tax, config=DetectConfig(set_bucket=True))
     assert found.markers == {"length_tokens": 100, "length_bucket": "medium"}
     assert detect(prompt, taxonomy=tax).markers == {"length_tokens": 100}
+
+
+@pytest.mark.parametrize(
+    ("limit", "bucket"),
+    [(5, "concise"), (53, "concise"), (54, "concise"), (159, "concise"), (160, "medium"), (9999, "medium")],
+)
+def test_word_limit_becomes_the_longest_bucket_that_fits(limit: int, bucket: str) -> None:
+    tax = with_thresholds(Taxonomy.default(), "length_bucket", (54, 160))
+    trained = {"length_bucket", "task"}
+    fitted = fit_to_trained({"length_tokens": limit, "language": "French"}, trained, tax)
+    assert fitted == {"length_bucket": bucket, "language": "French"}
+    # a model trained on length_tokens keeps the exact limit; one without length_bucket too
+    assert fit_to_trained({"length_tokens": limit}, trained | {"length_tokens"}, tax) == {
+        "length_tokens": limit
+    }
+    assert fit_to_trained({"length_tokens": limit}, {"task"}, tax) == {"length_tokens": limit}
+    # a bucket stated explicitly is kept
+    assert (
+        fit_to_trained({"length_tokens": limit, "length_bucket": "long"}, trained, tax)["length_bucket"]
+        == "long"
+    )
 
 
 def test_precision_and_recall_on_ifeval_do_not_regress() -> None:

@@ -105,11 +105,19 @@ class AnswerFilter:
 class Generator:
     """A model dir (weights, tokenizer with chat template, taxonomy) behind one inference backend."""
 
-    def __init__(self, backend: Backend, taxonomy: Taxonomy, marked: bool = True, name: str = "model"):
+    def __init__(
+        self,
+        backend: Backend,
+        taxonomy: Taxonomy,
+        marked: bool = True,
+        name: str = "model",
+        trained_markers: frozenset[str] | None = None,
+    ):
         self.backend = backend
         self.taxonomy = taxonomy
         self.marked = marked
         self.name = name
+        self.trained_markers = trained_markers  # None: unknown, fixed mode then keeps what it detects
 
     @classmethod
     def from_model_dir(cls, path: str | Path, backend: str = "transformers", **options: Any) -> Generator:
@@ -127,7 +135,14 @@ class Generator:
         train_file = path / "train.json"
         if train_file.is_file():
             marked = bool(json.loads(train_file.read_text(encoding="utf-8")).get("marked", True))
-        return cls(load_backend(backend, path, **options), taxonomy, marked=marked, name=path.name)
+        trained = None
+        build_file = path / "build.json"
+        if build_file.is_file():
+            names = json.loads(build_file.read_text(encoding="utf-8")).get("config", {}).get("markers")
+            trained = frozenset(names) if names else None
+        return cls(
+            load_backend(backend, path, **options), taxonomy, marked, path.name, trained_markers=trained
+        )
 
     # ------------------------------------------------------------------ prompt side
 
@@ -148,7 +163,10 @@ class Generator:
             raise MarkerError("conditioning mode takes no markers; use mode 'controlling' to set markers")
         if mode == "fixed":
             detection = instructions.detect(prompt, taxonomy=self.taxonomy)
-            given = {**detection.markers, **given}
+            detected = detection.markers
+            if self.trained_markers is not None:
+                detected = instructions.fit_to_trained(detected, self.trained_markers, self.taxonomy)
+            given = {**detected, **given}
             model_prompt = detection.prompt
         given = self.taxonomy.user_markers(given)
         if not self.marked and (given or strict):

@@ -12,6 +12,7 @@ Portuguese, Italian, Japanese). A new language is a new table, not new code.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -476,6 +477,25 @@ def detect(prompt: str, taxonomy: Taxonomy | None = None, config: DetectConfig |
             markers.setdefault("length_bucket", bucket.bucket_of(markers["length_tokens"]))
     spans.sort()
     return Detection(markers=markers, prompt=_remove(prompt, spans), spans=spans)
+
+
+def fit_to_trained(
+    markers: Mapping[str, Any], trained: Collection[str], taxonomy: Taxonomy
+) -> dict[str, Any]:
+    """Detected markers restated with the markers a model was trained on.
+
+    A word limit (`length_tokens = N`) for a model trained without `length_tokens` but with
+    `length_bucket` becomes the longest bucket whose whole range fits under N (`Marker.bucket_within`);
+    `length_tokens` counts words and punctuation, so N words is a safe token bound. Other markers pass.
+    """
+    fitted = dict(markers)
+    limit = fitted.get("length_tokens")
+    if limit is not None and "length_tokens" not in trained and "length_bucket" in trained:
+        del fitted["length_tokens"]
+        bucket = taxonomy["length_bucket"]
+        if bucket.thresholds:
+            fitted.setdefault("length_bucket", bucket.bucket_within(limit))
+    return fitted
 
 
 def _remove(prompt: str, spans: list[tuple[int, int]]) -> str:

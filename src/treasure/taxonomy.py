@@ -122,6 +122,16 @@ class Marker:
         index = int(number >= cuts[0]) + sum(number > cut for cut in cuts[1:])
         return self.values[index]
 
+    def bucket_within(self, limit: float) -> str:
+        """The longest ordinal value whose whole range stays at or under `limit` (first value if none).
+
+        With thresholds (a, b): the middle value fits when b <= limit; the last value is unbounded and
+        never fits; the first value is the fallback.
+        """
+        self.bucket_of(0)  # validates kind and thresholds
+        fitting = [i for i, cut in enumerate(self.thresholds[1:], start=1) if cut <= limit]
+        return self.values[max(fitting, default=0)]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what the YAML file holds), leaving out unset fields."""
         out: dict[str, Any] = {"kind": self.kind}

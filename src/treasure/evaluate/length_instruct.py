@@ -2,7 +2,8 @@
 
 Three rows measured in one run, as in the paper: Baseline (baseline model, instruction in the prompt),
 TreasureMarked (marked model, conditioning, instruction in the prompt) and +fixed (marked model, fixed
-mode: the sentence is detected, removed and turned into the marker `length_tokens = N`).
+mode: the sentence is detected, removed and turned into the marker `length_tokens = N`, or for a
+model trained without `length_tokens` the longest `length_bucket` that fits under N).
 Violation: the answer has more than N words (whitespace-separated). Win rate: each row against the
 Baseline row's answer to the same prompt; as in AlpacaEval-LI an answer over its limit loses to one
 within it, otherwise the judge decides. The Baseline row is 50% by construction.
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from treasure import instructions
 from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.judge import Judge, win_rate
 from treasure.evaluate.prompts import EvalPrompt
@@ -84,7 +86,8 @@ def run_length_instruct(
         "conditioning": runs.run("li-conditioning", "marked", texts),
         "fixed": runs.run("li-fixed", "marked", texts, mode="fixed"),
     }
-    fixed_set = sum(1 for r in answers["fixed"] if "length_tokens" in r["markers"])
+    tax = runs.generator("marked").taxonomy
+    fixed_set = sum(1 for t in texts if "length_tokens" in instructions.detect(t, taxonomy=tax).markers)
     violations = {
         name: [words(r["response"]) > n for r, n in zip(rows, ns, strict=True)]
         for name, rows in answers.items()
