@@ -33,6 +33,7 @@ def evaluate_command(
     judge_model: str | None = typer.Option(None, help="Model name for --judge openai."),
     max_new_tokens: int = typer.Option(200, help="Completion length cap in model tokens."),
     temperature: float = typer.Option(0.0, help="Sampling temperature (0 = greedy)."),
+    repetition_penalty: float = typer.Option(1.0, help="Repetition penalty (1.0 = off), all models."),
     batch_size: int = typer.Option(16, help="Prompts per generation batch."),
     backend: str = typer.Option("transformers", help="transformers or vllm."),
 ) -> None:
@@ -56,7 +57,11 @@ def evaluate_command(
             model=judge_model,
         ),
         generation=GenerationConfig(
-            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=batch_size
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+            batch_size=batch_size,
         ),
         backend=backend,
     )
