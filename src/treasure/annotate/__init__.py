@@ -1,5 +1,5 @@
 """`treasure annotate`: every marker of the taxonomy from rules, language ID, an embedded classifier, an
-LLM tagger and a quality model; local (resumable shards) or Ray Data engine. See docs/annotate.md."""
+LLM tagger and a quality model; local (resumable shards) or Ray Data engine. See the README."""
 
 from treasure.annotate.classifier import ClassifierConfig, TrainClassifierConfig, train_classifier
 from treasure.annotate.embedding import EmbeddingConfig
