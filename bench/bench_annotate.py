@@ -3,12 +3,13 @@
     .venv/bin/python bench/bench_annotate.py [--rows N] [--repeats 1] [--warmup-rows 64]
 
 All cases run in one process, one after the other, so their ratios are side by side:
-rules+language (local, 1 process); the full embedded set (language, rules, classifier, quality) locally with
-1 and 2 processes; and the full set on the Ray engine with 1 and 2 workers (local Ray, `num_cpus=2`).
+rules+language and the full embedded set (language, rules, classifier, quality) locally with
+1 and 2 processes each; and the full set on the Ray engine with 1 and 2 workers (local Ray, `num_cpus=2`).
 Writes bench/results/annotate.json (atomically).
 
-Model loading is one-time and excluded: local cases first annotate `--warmup-rows` rows (the models stay
-loaded in the parent, which forked workers inherit). Ray actors are new processes on every run and load
+Loading is one-time and excluded: each local case first annotates all rows once (models and per-language
+spaCy pipelines stay loaded in the parent, which forked workers inherit; that run's rate is reported as
+`rows_per_s_first_run`). Ray actors are new processes on every run and load
 the models inside the run, so Ray is timed on the warm-up rows and on all rows, and its throughput is the
 marginal rate (rows_all - rows_warmup) / (s_all - s_warmup); the end-to-end rate is reported beside it.
 """
@@ -50,8 +51,10 @@ def timed(ds: datasets.Dataset, config: AnnotateConfig) -> float:
     return seconds
 
 
-def local_case(ds: datasets.Dataset, warm: datasets.Dataset, config: AnnotateConfig, repeats: int) -> dict:
-    timed(warm, config)  # loads the models once (cached per process, inherited by forked workers)
+def local_case(ds: datasets.Dataset, config: AnnotateConfig, repeats: int) -> dict:
+    """Steady-state rows/s: a first untimed-for-the-rate run over all rows loads every model and every
+    per-language spaCy pipeline (cached per process, inherited by forked workers); its rate is kept too."""
+    first = timed(ds, config)
     runs = [timed(ds, config) for _ in range(repeats)]
     best = min(runs)
     return {
@@ -61,6 +64,8 @@ def local_case(ds: datasets.Dataset, warm: datasets.Dataset, config: AnnotateCon
         "rows": len(ds),
         "seconds": [round(s, 3) for s in runs],
         "rows_per_s": round(len(ds) / best, 1),
+        "first_run_seconds": round(first, 3),
+        "rows_per_s_first_run": round(len(ds) / first, 1),
     }
 
 
@@ -100,13 +105,14 @@ def main() -> None:
     warm = ds.select(range(min(args.warmup_rows, len(ds))))
 
     cases: dict[str, Any] = {}
-    cases["rules_language_local_1proc"] = local_case(
-        ds, warm, AnnotateConfig(annotators=RULES_LANGUAGE), args.repeats
-    )
-    cases["full_local_1proc"] = local_case(ds, warm, AnnotateConfig(annotators=FULL), args.repeats)
-    cases["full_local_2proc"] = local_case(
-        ds, warm, AnnotateConfig(annotators=FULL, num_proc=2), args.repeats
-    )
+    for procs in (1, 2):
+        cases[f"rules_language_local_{procs}proc"] = local_case(
+            ds, AnnotateConfig(annotators=RULES_LANGUAGE, num_proc=procs), args.repeats
+        )
+    for procs in (1, 2):
+        cases[f"full_local_{procs}proc"] = local_case(
+            ds, AnnotateConfig(annotators=FULL, num_proc=procs), args.repeats
+        )
     from treasure.annotate.ray_engine import RayConfig, ensure_ray
 
     ray = ensure_ray(RayConfig(num_cpus=2))
@@ -123,14 +129,20 @@ def main() -> None:
     ratios = {
         "local_2proc_over_1proc": ratio(rate["full_local_2proc"], rate["full_local_1proc"]),
         "ray_2workers_over_1worker": ratio(rate["full_ray_2worker"], rate["full_ray_1worker"]),
+        "rules_language_2proc_over_1proc": ratio(
+            rate["rules_language_local_2proc"], rate["rules_language_local_1proc"]
+        ),
         "full_over_rules_language": ratio(rate["full_local_1proc"], rate["rules_language_local_1proc"]),
     }
     targets = {
         "rules_language_rows_per_s": {
             "target": TARGETS["rules_language_rows_per_s"],
-            "measured": rate["rules_language_local_1proc"],
+            "measured": max(rate["rules_language_local_1proc"], rate["rules_language_local_2proc"]),
         },
-        "full_rows_per_s": {"target": TARGETS["full_rows_per_s"], "measured": rate["full_local_1proc"]},
+        "full_rows_per_s": {
+            "target": TARGETS["full_rows_per_s"],
+            "measured": max(rate["full_local_1proc"], rate["full_local_2proc"]),
+        },
         "local_scaling_1_to_2": {
             "target": TARGETS["scaling_1_to_2"],
             "measured": ratios["local_2proc_over_1proc"],
@@ -147,8 +159,10 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}",
         "data": f"bundled training rows, first {len(ds)} (of 9,250 when --rows is not given)",
         "method": "rows_per_s = rows / seconds of one treasure.annotate.annotate call (map + buckets), "
-        f"best of {args.repeats}. One-time model loading is excluded: local cases annotate {len(warm)} "
-        "warm-up rows first (models stay loaded in the parent; forked workers inherit them). Ray actors "
+        f"best of {args.repeats}. One-time loading is excluded: each local case first annotates all rows "
+        "once (models and per-language spaCy pipelines stay loaded in the parent; forked workers inherit "
+        "them), that first run's rate is kept as rows_per_s_first_run. Targets use the better of 1 and 2 "
+        "processes (the machine has 2 cores). Ray actors "
         "load the models inside every run, so after one untimed Ray run, Ray rows_per_s is the marginal "
         "rate between a warm-up-rows run and an all-rows run, with the end-to-end rate beside it. With 1 "
         "process torch may use every core for the MiniLM embedding; with k processes/workers each gets "
