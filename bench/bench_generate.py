@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/bench_generate.py [--model DIR] [--baseline DIR] [--n 8]
 
-Model dirs default to the ones `make demo` writes (runs/demo/model, runs/demo/baseline); without them
-only the detector section runs. Writes bench/results/generate.json.
+Model dirs default to the ones `make demo` writes (runs/demo/model-marked, runs/demo/model-baseline);
+without them only the detector section runs. Writes bench/results/generate.json.
 """
 
 from __future__ import annotations

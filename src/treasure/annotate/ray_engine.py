@@ -83,7 +83,7 @@ def run_ray(
         fn_constructor_kwargs={"config": config, "threads": threads},
         batch_size=config.batch_size,
         batch_format="pyarrow",
-        concurrency=config.num_proc,
+        compute=ray.data.ActorPoolStrategy(size=config.num_proc),
         num_cpus=threads,
     )
     tables = [ray.get(ref) for ref in mapped.to_arrow_refs()]
