@@ -3,7 +3,7 @@
 Writes bench/results/train.json:
 - template overhead (median / p95 of template tokens / row tokens) on the bundled rows, annotated with the
   cheap annotators (source, language, rules), for the tiny tokenizer with tags kept whole and with whole
-  marker lines as tokens;
+  marker lines as tokens; and the same with the categorical markers only (no numeric length markers);
 - trained tokens/s of `treasure.train.train` (marked rows) and of a plain `SFTTrainer` on the same rows
   without markers (same tokenizer, same model init, same steps and batch), measured alternately in one run.
 
@@ -36,6 +36,8 @@ from treasure.tiny import load_size, make_model
 from treasure.train import TrainConfig, load_train_dir, sft_config, to_prompt_completion, train
 
 RESULTS = Path(__file__).parent / "results" / "train.json"
+# the markers of the cheap annotators without the numeric ones (length_tokens/_sentences/_paragraphs)
+CATEGORICAL_MARKERS = ("code_type", "format", "language", "length_bucket", "source")
 
 
 def annotated_bundled(work: Path) -> Path:
@@ -77,6 +79,8 @@ def main() -> None:
         marked = build(annotated, work / "marked", BuildConfig(seed=0))
         plain = build(annotated, work / "plain", BuildConfig(seed=0, baseline=True, tokenizer=None))
         overhead = json.loads((marked / "build.json").read_text())["template_overhead"]
+        categorical = build(annotated, work / "categorical", BuildConfig(seed=0, markers=CATEGORICAL_MARKERS))
+        overhead_categorical = json.loads((categorical / "build.json").read_text())["template_overhead"]
         recipe = dict(max_steps=opts.steps, save_steps=0, eval_before=False, max_eval_rows=0, logging_steps=5)
         recipe["sft_args"] = {"disable_tqdm": True}
         treasure_runs, plain_runs = [], []
@@ -93,6 +97,8 @@ def main() -> None:
     result = {
         "template_overhead": overhead,
         "overhead_rows": "bundled 9,250 rows, annotators source+language+rules, default dropout 0.5/0.5",
+        "template_overhead_categorical_only": overhead_categorical,
+        "categorical_markers": list(CATEGORICAL_MARKERS),
         "annotate_s": round(annotate_s, 1),
         "tokens_per_s": {
             "treasure_train_marked": treasure_runs,
