@@ -105,14 +105,11 @@ def main() -> None:
     warm = ds.select(range(min(args.warmup_rows, len(ds))))
 
     cases: dict[str, Any] = {}
-    for procs in (1, 2):
-        cases[f"rules_language_local_{procs}proc"] = local_case(
-            ds, AnnotateConfig(annotators=RULES_LANGUAGE, num_proc=procs), args.repeats
-        )
-    for procs in (1, 2):
-        cases[f"full_local_{procs}proc"] = local_case(
-            ds, AnnotateConfig(annotators=FULL, num_proc=procs), args.repeats
-        )
+    for name, annotators in (("rules_language", RULES_LANGUAGE), ("full", FULL)):
+        for procs in (1, 2):
+            cases[f"{name}_local_{procs}proc"] = local_case(
+                ds, AnnotateConfig(annotators=annotators, num_proc=procs), args.repeats
+            )
     from treasure.annotate.ray_engine import RayConfig, ensure_ray
 
     ray = ensure_ray(RayConfig(num_cpus=2))

@@ -113,12 +113,7 @@ class Marker:
 
         With thresholds (a, b): value < a -> first, a <= value <= b -> middle, value > b -> last.
         """
-        cuts = self.thresholds if thresholds is None else thresholds
-        if self.kind != "ordinal" or len(cuts) != len(self.values) - 1:
-            raise MarkerError(
-                f"marker '{self.name}' cannot bucket numbers: it needs {max(len(self.values) - 1, 0)} "
-                f"thresholds, has {len(cuts)}"
-            )
+        cuts = self._cuts(thresholds)
         index = int(number >= cuts[0]) + sum(number > cut for cut in cuts[1:])
         return self.values[index]
 
@@ -128,9 +123,19 @@ class Marker:
         With thresholds (a, b): the middle value fits when b <= limit; the last value is unbounded and
         never fits; the first value is the fallback.
         """
-        self.bucket_of(0)  # validates kind and thresholds
-        fitting = [i for i, cut in enumerate(self.thresholds[1:], start=1) if cut <= limit]
+        cuts = self._cuts()
+        fitting = [i for i, cut in enumerate(cuts[1:], start=1) if cut <= limit]
         return self.values[max(fitting, default=0)]
+
+    def _cuts(self, thresholds: tuple[float, ...] | None = None) -> tuple[float, ...]:
+        """The bucket thresholds (`thresholds` or the marker's own), checked against the values."""
+        cuts = self.thresholds if thresholds is None else thresholds
+        if self.kind != "ordinal" or len(cuts) != len(self.values) - 1:
+            raise MarkerError(
+                f"marker '{self.name}' cannot bucket numbers: it needs {max(len(self.values) - 1, 0)} "
+                f"thresholds, has {len(cuts)}"
+            )
+        return cuts
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what the YAML file holds), leaving out unset fields."""

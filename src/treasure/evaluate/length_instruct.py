@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from treasure import instructions
 from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.judge import Judge, win_rate
 from treasure.evaluate.prompts import EvalPrompt
 from treasure.evaluate.runs import GenerationRuns
 
 INSTRUCTION = "Answer the following instruction using {n} words or less."
+LENGTH_MARKERS = frozenset({"length_tokens", "length_bucket"})  # what fixed mode sets for a word limit
 ROWS: tuple[tuple[str, str], ...] = (
     ("baseline", "Baseline"),
     ("conditioning", "TreasureMarked"),
@@ -86,8 +86,8 @@ def run_length_instruct(
         "conditioning": runs.run("li-conditioning", "marked", texts),
         "fixed": runs.run("li-fixed", "marked", texts, mode="fixed"),
     }
-    tax = runs.generator("marked").taxonomy
-    fixed_set = sum(1 for t in texts if "length_tokens" in instructions.detect(t, taxonomy=tax).markers)
+    marked = runs.generator("marked")
+    fixed_set = sum(1 for t in texts if LENGTH_MARKERS & marked.prepare(t, mode="fixed").given_markers.keys())
     violations = {
         name: [words(r["response"]) > n for r, n in zip(rows, ns, strict=True)]
         for name, rows in answers.items()
