@@ -183,6 +183,15 @@ def test_same_seed_same_output_and_stream_matches(random_generator: Generator) -
     assert final.raw == random_generator.generate(["What is rain?"], config=greedy)[0].raw
 
 
+def test_invalid_generation_options_are_refused_by_name() -> None:
+    with pytest.raises(TreasureError, match=r"repetition_penalty must be above 0 \(1.0 = off\), got -1.0"):
+        GenerationConfig(repetition_penalty=-1.0)
+    with pytest.raises(
+        TreasureError, match=r"top_p must be in \(0, 1\], got 0.*batch_size must be at least 1"
+    ):
+        GenerationConfig(top_p=0, batch_size=0)
+
+
 def test_read_prompts_names_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"id": "a", "prompt": "hi"}\n{"id": "b", "prompt": ""}\n', encoding="utf-8")

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from treasure.errors import TreasureError
+
 BACKENDS = ("transformers", "vllm")
 
 
@@ -24,6 +26,22 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     seed: int = 0
     batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be {rule}, got {getattr(self, name)!r}"
+            for name, ok, rule in (
+                ("max_new_tokens", self.max_new_tokens >= 1, "at least 1"),
+                ("temperature", self.temperature >= 0, "0 (greedy) or more"),
+                ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
+                ("top_k", self.top_k >= 0, "0 (off) or more"),
+                ("repetition_penalty", self.repetition_penalty > 0, "above 0 (1.0 = off)"),
+                ("batch_size", self.batch_size >= 1, "at least 1"),
+            )
+            if not ok
+        ]
+        if problems:
+            raise TreasureError("invalid generation options: " + "; ".join(problems))
 
 
 @dataclass
