@@ -14,23 +14,26 @@ from treasure.taxonomy import Taxonomy
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 
-def manifest() -> list[dict]:
-    """Entries of `data/manifest.yaml`: file, preset, source and field mapping per training file."""
-    return yaml.safe_load((DATA_DIR / "manifest.yaml").read_text(encoding="utf-8"))["train"]
+def manifest(groups: tuple[str, ...] = ("train",)) -> list[dict]:
+    """Entries of `data/manifest.yaml` in `groups` (`train`: English; `multilingual`: 7 more languages)."""
+    data = yaml.safe_load((DATA_DIR / "manifest.yaml").read_text(encoding="utf-8"))
+    return [entry for group in groups for entry in data[group]]
 
 
 def load_bundled(
-    taxonomy: Taxonomy | None = None, limit_per_file: int | None = None
+    taxonomy: Taxonomy | None = None,
+    limit_per_file: int | None = None,
+    groups: tuple[str, ...] = ("train",),
 ) -> tuple[datasets.Dataset, list[DataError]]:
-    """All bundled training files, normalised, ids prefixed by the file stem (unique overall).
+    """The bundled training files of `groups`, normalised, ids prefixed by the file stem (unique overall).
 
     The real data has a few unusable rows (e.g. an empty Alpaca output); they are skipped and returned.
     """
     parts = []
     rejected: list[DataError] = []
-    for entry in manifest():
+    for entry in manifest(groups):
         path = DATA_DIR / entry["file"]
-        stem = entry["file"].split(".")[0]
+        stem = Path(entry["file"]).name.split(".")[0]
         result = io.load(
             path,
             preset=entry["preset"],
