@@ -136,7 +136,36 @@ def test_malformed_block_is_reported_and_text_kept(random_generator: Generator) 
     )
     assert result.response == "Hi!" and result.markers == {} and "Nope" in result.markers_error
     unclosed = random_generator.finish(prepared, Completion("<TEMPLATE>\n<task>Reas", 5, False))
-    assert unclosed.response == "<TEMPLATE>\n<task>Reas" and "unclosed" in unclosed.markers_error
+    assert unclosed.response == "" and "unclosed" in unclosed.markers_error  # cut off: no marker text shown
+    prose = random_generator.finish(prepared, Completion("<TEMPLATE>\n<task>Reasoning</task>\nHi", 5, True))
+    assert prose.response == "Hi" and "unclosed" in prose.markers_error
+
+
+@pytest.mark.parametrize(
+    ("completion", "answer"),
+    [
+        (
+            "<TEMPLATE>\n<task>QuestionAnswering</task>\n</TEMPLATE>\nThe capital of France is Paris. "
+            "<TEMPLATE>\n<task>QuestionAnswering</task>\n</TEMPLATE>\nParis is big.",
+            "The capital of France is Paris. Paris is big.",
+        ),
+        (
+            "Paris. <TEMPLATE>\n<length_bucket>concise</length_bucket>\n"
+            "<length_bucket>concise</length_bucket>\n<len",
+            "Paris. ",
+        ),
+    ],
+)
+def test_blocks_inside_the_answer_are_removed_and_reported(
+    random_generator: Generator, completion: str, answer: str
+) -> None:
+    prepared = random_generator.prepare("What is the capital of France?")
+    result = random_generator.finish(prepared, Completion(completion, 40, False))
+    assert result.response == answer and "<TEMPLATE>" not in result.response
+    assert "template block(s) removed from the answer" in result.markers_error
+    stream = AnswerFilter()
+    released = "".join(stream.feed(completion[i : i + 3]) for i in range(0, len(completion), 3))
+    assert "<TEMPLATE>" not in released and released + stream.finish() == answer
 
 
 BLOCK_STARTS = [
@@ -163,7 +192,8 @@ def test_answer_filter_releases_exactly_the_parsed_answer(block: str, answer: st
     closed = "</TEMPLATE>" in block
     if closed:  # nothing of the block is ever released
         assert template.OPEN not in "".join(released)
-    assert "".join(released) + stream.finish() == template.parse(text).response
+    assert "".join(released) + stream.finish() == template.strip_blocks(template.parse(text).response)[0]
+    assert template.OPEN not in "".join(released) + stream.finish()
 
 
 def test_same_seed_same_output_and_stream_matches(random_generator: Generator) -> None:

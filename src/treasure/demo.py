@@ -1,25 +1,31 @@
-"""`make demo`: the whole loop on the embedded default (bundled real data, a tiny model on the CPU).
+"""`make demo`: the whole loop on the embedded default (bundled real data, a real pretrained model).
 
-annotate → build (marked + baseline) → train both tiny models → evaluate → show answers per mode.
+prepare SmolLM2-135M-Instruct → annotate → build (marked + baseline) → LoRA-train both → evaluate → show
+answers per mode. `--recipe tiny` runs the same loop with the tiny from-scratch model instead.
 Each stage writes under `runs/demo/<stage>/` and drops a `.done` file (its seconds and summary) when it
 finishes, so a second run reuses finished stages and an interrupted run resumes at the first unfinished one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from treasure import io
+from treasure import io, models
 from treasure.bundled import load_bundled
+from treasure.errors import TreasureError
 
 DONE = ".done"
 SHOWCASE_PROMPTS = (
@@ -29,50 +35,126 @@ SHOWCASE_PROMPTS = (
 )
 
 
+@dataclass(frozen=True)
+class DemoRecipe:
+    """What the demo trains on and how much it evaluates; `RECIPES` holds the shipped ones."""
+
+    model: str
+    train_recipe: str
+    markers: tuple[str, ...]
+    # The paper drops markers at 0.5 / 0.5; a model with minutes of CPU training learns to follow prompt
+    # markers only when it sees them often, so the demo shows them more often.
+    dataset_dropout: float
+    marker_dropout: float
+    max_prompt_words: int
+    max_response_words: int
+    english_rows: int | None = None  # rows kept after the length filter (shuffled with the seed); None: all
+    # Response-length bands (words) the English rows are drawn from, equally many from each: gaps between
+    # them put the quantile length buckets far apart, which a model with minutes of training can learn.
+    response_bands: tuple[tuple[int, int], ...] = ()
+    rows_per_language: int = 0  # rows of each bundled non-English language (0: English only)
+    max_multilingual_chars: int = 600  # prompt + response characters of a non-English row
+    eval_prompts: int = 100
+    n_adherence_prompts: int = 30
+    adherence_modes: tuple[str, ...] = ("controlling", "strict")
+    adherence_languages: tuple[str, ...] = ()
+    max_new_tokens: int = 200
+    batch_size: int = 16
+    showcase_languages: tuple[str, ...] = ()
+
+
+RECIPES: dict[str, DemoRecipe] = {
+    "smollm2": DemoRecipe(
+        model="smollm2-135m",
+        train_recipe="smollm2_demo",
+        markers=("language", "length_bucket", "task"),
+        dataset_dropout=0.3,
+        marker_dropout=0.3,
+        max_prompt_words=40,
+        max_response_words=130,
+        english_rows=1200,
+        response_bands=((1, 15), (30, 50), (80, 130)),
+        rows_per_language=30,
+        max_multilingual_chars=400,
+        eval_prompts=100,
+        n_adherence_prompts=20,
+        adherence_modes=("controlling",),
+        adherence_languages=("Spanish", "German", "Russian", "Chinese", "Japanese"),
+        max_new_tokens=192,
+        batch_size=32,
+        showcase_languages=("Spanish",),
+    ),
+    "tiny": DemoRecipe(
+        model="tiny",
+        train_recipe="tiny_demo",
+        markers=(
+            "code_type",
+            "domain",
+            "format",
+            "language",
+            "length_bucket",
+            "length_tokens",
+            "quality_bucket",
+            "source",
+            "task",
+        ),
+        dataset_dropout=0.1,
+        marker_dropout=0.2,
+        max_prompt_words=60,
+        max_response_words=150,
+    ),
+}
+
+
 @dataclass
 class DemoConfig:
-    """Where the demo writes, its seed, and how much evaluation it runs."""
+    """Where the demo writes, its seed and recipe (`smollm2` or `tiny`), and the stage times it measured."""
 
-    out_dir: Path = Path("runs/demo")
+    out_dir: Path | None = None  # default runs/demo (smollm2) or runs/demo-<recipe>
     seed: int = 0
-    train_recipe: str = "tiny_demo"
-    eval_prompts: int = 100
-    max_prompt_words: int = 60
-    # The paper drops markers at 0.5 / 0.5; a tiny model with a few minutes of CPU training learns to follow
-    # prompt markers only when it sees them often, so the demo shows them more often and uses fewer markers.
-    dataset_dropout: float = 0.1
-    marker_dropout: float = 0.2
-    markers: tuple[str, ...] = (
-        "code_type",
-        "domain",
-        "format",
-        "language",
-        "length_bucket",
-        "length_tokens",
-        "quality_bucket",
-        "source",
-        "task",
-    )
-    max_response_words: int = 150
+    recipe: str = "smollm2"
+    eval_prompts: int | None = None  # None: the recipe's
     suites: tuple[str, ...] = ("length-instruct", "win-rate", "adherence", "marker-prediction", "long-tail")
     timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise TreasureError(f"unknown demo recipe {self.recipe!r}; valid: {', '.join(RECIPES)}")
+        if self.out_dir is None:
+            self.out_dir = Path("runs/demo" if self.recipe == "smollm2" else f"runs/demo-{self.recipe}")
+        self.out_dir = Path(self.out_dir)
+
+    @property
+    def spec(self) -> DemoRecipe:
+        return RECIPES[self.recipe]
+
+    def key(self) -> str:
+        """Hash of everything that shapes the stages' outputs: a cached stage with another key is redone."""
+        blob = json.dumps([asdict(self.spec), self.seed, self.eval_prompts, self.suites], default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def run_stage(
     name: str, out: Path, work: Callable[[], dict[str, Any] | None], config: DemoConfig, console: Console
 ) -> dict[str, Any]:
-    """Run `work` unless `out/.done` exists; record seconds and the summary it returns in `.done`."""
+    """Run `work` unless `out/.done` exists with this config's key; record seconds and summary in `.done`.
+
+    A `.done` written under another recipe or seed is stale: the stage dir is cleared and the stage redone.
+    """
     done = out / DONE
     if done.is_file():
         record = json.loads(done.read_text(encoding="utf-8"))
-        console.print(f"[dim]✓ {name}: cached ({record['seconds']:.0f} s when it ran) → {out}[/]")
-        config.timings[name] = 0.0
-        return record
+        if record.get("key") == config.key():
+            console.print(f"[dim]✓ {name}: cached ({record['seconds']:.0f} s when it ran) → {out}[/]")
+            config.timings[name] = 0.0
+            return record
+        console.print(f"[yellow]{name}: {out} was made with another recipe; redoing it[/]")
+        shutil.rmtree(out)
     console.rule(f"[bold]{name}")
     began = time.perf_counter()
     summary = work() or {}
     seconds = time.perf_counter() - began
-    record = {"seconds": round(seconds, 1), "summary": summary}
+    record = {"seconds": round(seconds, 1), "key": config.key(), "summary": summary}
     out.mkdir(parents=True, exist_ok=True)
     io.atomic_write_text(done, json.dumps(record, indent=2, default=str) + "\n")
     config.timings[name] = seconds
@@ -80,28 +162,54 @@ def run_stage(
     return record
 
 
-def data_summary(console: Console, out: Path, config: DemoConfig) -> dict[str, Any]:
-    """Write the bundled training rows to one JSONL and print rows per file/source and field coverage.
-
-    Only rows with a prompt of at most `max_prompt_words` and a response of at most `max_response_words`
-    words are kept: the tiny CPU model then sees whole examples (answer and end token) within its
-    256-token window and its time budget.
-    """
-    ds, rejected = load_bundled()
-    total = len(ds)
-    ds = ds.filter(
+def select_rows(spec: DemoRecipe, seed: int) -> tuple[datasets.Dataset, int, list[Any]]:
+    """The demo's training rows: short English rows (capped), plus short rows of each other language."""
+    english, rejected = load_bundled(groups=("train",))
+    total = len(english)
+    english = english.filter(
         lambda row: (
-            len(row["prompt"].split()) <= config.max_prompt_words
-            and len(row["response"].split()) <= config.max_response_words
+            len(row["prompt"].split()) <= spec.max_prompt_words
+            and len(row["response"].split()) <= spec.max_response_words
         )
     )
+    english = english.shuffle(seed=seed)
+    parts = []
+    for low, high in spec.response_bands:
+        band = english.filter(lambda row, lo=low, hi=high: lo <= len(row["response"].split()) <= hi)
+        share = (spec.english_rows or len(band)) // len(spec.response_bands)
+        parts.append(band.select(range(min(share, len(band)))))
+    if not spec.response_bands:
+        parts.append(english.select(range(min(spec.english_rows or len(english), len(english)))))
+    if spec.rows_per_language:
+        other, more_rejected = load_bundled(groups=("multilingual",))
+        total += len(other)
+        rejected += more_rejected
+        other = other.filter(
+            lambda row: len(row["prompt"]) + len(row["response"]) <= spec.max_multilingual_chars
+        ).shuffle(seed=seed)
+        for language in sorted(set(other["language"])):
+            rows = other.filter(lambda row, language=language: row["language"] == language)
+            parts.append(rows.select(range(min(spec.rows_per_language, len(rows)))))
+    ds = datasets.concatenate_datasets(parts).shuffle(seed=seed)
+    return ds, total, rejected
+
+
+def data_summary(console: Console, out: Path, config: DemoConfig) -> dict[str, Any]:
+    """Write the demo's training rows to one JSONL and print rows per file/source and field coverage.
+
+    Only short rows are kept (`max_prompt_words`, `max_response_words`): the CPU model then sees whole
+    examples (answer and end-of-turn token) within its window and its time budget.
+    """
+    spec = config.spec
+    ds, total, rejected = select_rows(spec, config.seed)
     console.print(
-        f"kept {len(ds)} of {total} bundled rows (prompt ≤ {config.max_prompt_words} words, "
-        f"response ≤ {config.max_response_words} words)"
+        f"kept {len(ds)} of {total} bundled rows (prompt ≤ {spec.max_prompt_words} words, "
+        f"response ≤ {spec.max_response_words} words"
+        + (f"; {spec.rows_per_language} rows per other language)" if spec.rows_per_language else ")")
     )
     io.save(ds.remove_columns(["file"]), out / "bundled.jsonl")
     by_file = Counter(zip(ds["file"], ds["source"], strict=True))
-    table = Table(title=f"bundled training data: {len(ds)} rows")
+    table = Table(title=f"training data: {len(ds)} rows")
     for column in ("file", "source", "rows"):
         table.add_column(column, justify="right" if column == "rows" else "left")
     for (file, source), count in sorted(by_file.items()):
@@ -160,24 +268,26 @@ def build_stage(annotated: Path, out: Path, baseline: bool, config: DemoConfig) 
     """Build the marked or baseline training set."""
     from treasure.build import BuildConfig, build
 
+    spec = config.spec
+    tokenizer = "tiny" if spec.model == "tiny" else models.resolve(spec.model)
     build(
         annotated,
         out,
         BuildConfig(
-            dataset_dropout=config.dataset_dropout,
-            marker_dropout=config.marker_dropout,
-            markers=config.markers,
+            dataset_dropout=spec.dataset_dropout,
+            marker_dropout=spec.marker_dropout,
+            markers=spec.markers,
             baseline=baseline,
             seed=config.seed,
-            tokenizer=None if baseline else "tiny",
+            tokenizer=None if baseline else tokenizer,
         ),
     )
     report = json.loads((out / "build.json").read_text(encoding="utf-8"))
-    return {k: report.get(k) for k in ("rows", "realised", "template_overhead") if k in report}
+    return {k: report.get(k) for k in ("n_train", "realised", "template_overhead") if k in report}
 
 
 def train_stage(train_dir: Path, out: Path, recipe: str, seed: int) -> dict[str, Any]:
-    """Train one tiny model from scratch with the shipped demo recipe (resuming an interrupted run)."""
+    """Train one model with the recipe (resuming an interrupted run from its last checkpoint)."""
     from transformers.trainer_utils import get_last_checkpoint
 
     from treasure.train import TrainConfig, train
@@ -186,49 +296,98 @@ def train_stage(train_dir: Path, out: Path, recipe: str, seed: int) -> dict[str,
     resume = checkpoints.is_dir() and get_last_checkpoint(str(checkpoints)) is not None
     train(TrainConfig.from_file(recipe, train_dir=train_dir, output_dir=out, seed=seed, resume=resume))
     meta = json.loads((out / "train.json").read_text(encoding="utf-8"))
-    return {"losses": meta.get("losses")}
+    return {
+        "losses": meta.get("losses"),
+        "rows": meta.get("n_train_rows"),
+        "steps": meta.get("steps"),
+        "tokens_per_s": meta.get("train_tokens_per_s"),
+    }
+
+
+def eval_config(config: DemoConfig) -> Any:
+    """The `EvalConfig` of the demo's evaluate stage."""
+    from treasure.backends import GenerationConfig
+    from treasure.evaluate import EvalConfig
+
+    spec = config.spec
+    adherence: dict[str, tuple[str, ...]] = {"length_bucket": ("concise", "medium", "long")}
+    if spec.adherence_languages:
+        adherence["language"] = spec.adherence_languages
+    return EvalConfig(
+        model_dir=config.out_dir / "model-marked",
+        baseline_dir=config.out_dir / "model-baseline",
+        suites=config.suites,
+        out_dir=config.out_dir / "report",
+        n_prompts=config.eval_prompts or spec.eval_prompts,
+        n_adherence_prompts=spec.n_adherence_prompts,
+        adherence_markers=adherence,
+        adherence_modes=spec.adherence_modes,
+        seed=config.seed,
+        judge="reward-model",  # type: ignore[arg-type]
+        generation=GenerationConfig(
+            max_new_tokens=spec.max_new_tokens, temperature=0.0, seed=config.seed, batch_size=spec.batch_size
+        ),
+    )
 
 
 def evaluate_stage(config: DemoConfig, console: Console) -> dict[str, Any]:
-    """Evaluate the marked model against the baseline and print the paper-style table."""
-    from treasure.evaluate import EvalConfig, evaluate, paper_table
+    """Evaluate the marked model against the baseline; print the paper-style and adherence tables."""
+    from treasure.evaluate import evaluate, paper_table
 
-    out = config.out_dir / "report"
-    metrics = evaluate(
-        EvalConfig(
-            model_dir=config.out_dir / "model-marked",
-            baseline_dir=config.out_dir / "model-baseline",
-            suites=config.suites,
-            out_dir=out,
-            n_prompts=config.eval_prompts,
-            seed=config.seed,
-            judge="reward-model",
-        )
-    )
+    metrics = evaluate(eval_config(config))
     console.print(paper_table(metrics))
-    return {"report": str(out / "report.html")}
+    console.print(adherence_table(metrics))
+    return {"report": str(config.out_dir / "report" / "report.html")}
 
 
-def showcase(model_dir: Path, console: Console, seed: int) -> None:
-    """Three example prompts: the answer under each mode and under concise/long length markers."""
+def adherence_table(metrics: dict[str, Any]) -> Table:
+    """Per (marker, value): how often the answer has the value asked for, per mode."""
+    suite = metrics.get("suites", {}).get("adherence") or {}
+    modes = suite.get("modes", [])
+    table = Table(title="Marker adherence (answer re-annotated; conditioning = no marker given, base rate)")
+    table.add_column("marker")
+    table.add_column("value")
+    for mode in modes:
+        table.add_column(mode, justify="right")
+    rates: dict[tuple[str, str], dict[str, str]] = {}
+    for cell in suite.get("cells", []):
+        rates.setdefault((cell["marker"], cell["value"]), {})[cell["mode"]] = (
+            f"{cell['rate']:.0%} of {cell['n']}"
+        )
+    for (marker, value), by_mode in rates.items():
+        table.add_row(marker, value, *(by_mode.get(mode, "") for mode in modes))
+    return table
+
+
+def showcase(config: DemoConfig, console: Console) -> None:
+    """Example prompts: the marked model's answer per mode, beside the baseline's."""
     from treasure.backends import GenerationConfig
     from treasure.generate import Generator
 
-    generator = Generator.from_model_dir(model_dir)
-    options = GenerationConfig(max_new_tokens=160, temperature=0.0, seed=seed)
+    spec = config.spec
+    marked = Generator.from_model_dir(config.out_dir / "model-marked")
+    options = GenerationConfig(max_new_tokens=spec.max_new_tokens, temperature=0.0, seed=config.seed)
+    prompts = list(SHOWCASE_PROMPTS)
     runs = {
-        "conditioning": generator.generate(list(SHOWCASE_PROMPTS), "conditioning", config=options),
-        "controlling concise": generator.generate(
-            list(SHOWCASE_PROMPTS), "controlling", {"length_bucket": "concise"}, config=options
+        "conditioning": marked.generate(prompts, "conditioning", config=options),
+        "controlling length_bucket=concise": marked.generate(
+            prompts, "controlling", {"length_bucket": "concise"}, config=options
         ),
-        "controlling long": generator.generate(
-            list(SHOWCASE_PROMPTS), "controlling", {"length_bucket": "long"}, config=options
+        "controlling length_bucket=long": marked.generate(
+            prompts, "controlling", {"length_bucket": "long"}, config=options
         ),
-        "fixed (“in 10 words or less”)": generator.generate(
-            [f"{p} Answer in 10 words or less." for p in SHOWCASE_PROMPTS], "fixed", config=options
+        "fixed (“Answer in 10 words or less.”)": marked.generate(
+            [f"{p} Answer in 10 words or less." for p in prompts], "fixed", config=options
         ),
     }
-    for index, prompt in enumerate(SHOWCASE_PROMPTS):
+    for language in spec.showcase_languages:
+        runs[f"controlling language={language}"] = marked.generate(
+            prompts, "controlling", {"language": language}, config=options
+        )
+    del marked
+    baseline = Generator.from_model_dir(config.out_dir / "model-baseline")
+    runs["baseline model (no markers)"] = baseline.generate(prompts, config=options)
+    for index, prompt in enumerate(prompts):
         table = Table(title=f"prompt: {prompt}", show_lines=True)
         table.add_column("mode", style="bold")
         table.add_column("markers (model's or given)")
@@ -236,14 +395,25 @@ def showcase(model_dir: Path, console: Console, seed: int) -> None:
         for mode, generations in runs.items():
             g = generations[index]
             markers = ", ".join(f"{k}={v}" for k, v in sorted(g.markers.items()))
-            table.add_row(mode, markers, g.response.strip()[:400])
+            table.add_row(mode, markers, Text(g.response.strip()[:500]))
         console.print(table)
 
 
-def run_demo(config: DemoConfig, console: Console) -> None:
-    """Run every demo stage in order, reusing finished ones."""
-    out = config.out_dir
+def model_stage(config: DemoConfig, console: Console) -> None:
+    """Make sure the recipe's base model is prepared (converted once into the model cache)."""
+    if config.spec.model == models.TINY:
+        return
     began = time.perf_counter()
+    path = models.prepare(config.spec.model, log=console.print)
+    config.timings["prepare model"] = time.perf_counter() - began
+    console.print(f"[green]✓ model[/] {config.spec.model}: {path}")
+
+
+def run_demo(config: DemoConfig, console: Console) -> None:
+    """Run every demo stage in order, reusing finished ones; print the stage times."""
+    out, spec = config.out_dir, config.spec
+    began = time.perf_counter()
+    model_stage(config, console)
     run_stage("data", out / "data", lambda: data_summary(console, out / "data", config), config, console)
     data_file = out / "data" / "bundled.jsonl"
     run_stage(
@@ -267,17 +437,20 @@ def run_demo(config: DemoConfig, console: Console) -> None:
             f"train {kind}",
             out / f"model-{kind}",
             lambda kind=kind: train_stage(
-                out / f"train-{kind}", out / f"model-{kind}", config.train_recipe, config.seed
+                out / f"train-{kind}", out / f"model-{kind}", spec.train_recipe, config.seed
             ),
             config,
             console,
         )
     record = run_stage("evaluate", out / "report", lambda: evaluate_stage(config, console), config, console)
-    showcase(out / "model-marked", console, config.seed)
+    showcase_began = time.perf_counter()
+    showcase(config, console)
+    config.timings["show answers"] = time.perf_counter() - showcase_began
     timing = Table(title=f"demo stages (this run: {time.perf_counter() - began:.0f} s)")
     timing.add_column("stage")
     timing.add_column("seconds this run", justify="right")
     for name, seconds in config.timings.items():
         timing.add_row(name, f"{seconds:.0f}" if seconds else "cached")
     console.print(timing)
+    io.atomic_write_text(out / "timings.json", json.dumps(config.timings, indent=2) + "\n")
     console.print(f"report: [bold]{Path(record['summary']['report']).resolve()}[/]")

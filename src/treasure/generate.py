@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from treasure import instructions, template
+from treasure import instructions, models, template
 from treasure.backends import Backend, Completion, GenerationConfig, load_backend
 from treasure.errors import DataError, MarkerError, TreasureError
 from treasure.io import iter_records
@@ -61,45 +61,56 @@ class Generation:
 
 
 class AnswerFilter:
-    """Turns a stream of completion text into a stream of answer text: the template is held back.
+    """Turns a stream of completion text into a stream of answer text: template blocks are held back.
 
     `feed` returns the answer text that can be released now; `finish` returns the rest. Their
-    concatenation always equals `template.parse(whole_text).response`.
+    concatenation always equals the answer `Generator.finish` returns: the text after the leading
+    block with every other block removed (`template.strip_blocks`). Text that could still turn out to
+    be a block (a prefix of `<TEMPLATE>`, or an unclosed block) is held back until it is decided.
     """
 
     def __init__(self) -> None:
         self.raw = ""
         self.emitted = ""
-        self.state = "start"  # start → block → answer
-
-    def _release(self, text: str) -> str:
-        self.emitted += text
-        return text
 
     def feed(self, piece: str) -> str:
         self.raw += piece
-        if self.state == "answer":
-            return self._release(piece)
-        stripped = self.raw.lstrip()
-        if self.state == "start":
-            if template.OPEN.startswith(stripped):
-                return ""  # empty, or could still become "<TEMPLATE>"
-            if not stripped.startswith(template.OPEN):
-                self.state = "answer"
-                return self._release(self.raw)
-            self.state = "block"
-        end = stripped.find(template.CLOSE)
-        rest = stripped[end + len(template.CLOSE) :] if end >= 0 else ""
-        if not rest:
-            return ""  # still inside the block, or the "\n" after it may still come
-        self.state = "answer"
-        return self._release(rest[1:] if rest.startswith("\n") else rest)
+        return self._release(self._answer_so_far())
 
     def finish(self) -> str:
-        response = template.parse(self.raw).response
-        if not response.startswith(self.emitted):  # cannot happen: kept as a guard for safety
+        return self._release(template.strip_blocks(template.parse(self.raw).response)[0])
+
+    def _release(self, answer: str | None) -> str:
+        if answer is None or len(answer) <= len(self.emitted):
+            return ""
+        if not answer.startswith(self.emitted):  # cannot happen: kept as a guard for safety
             raise RuntimeError("answer filter released text that is not part of the answer")
-        return self._release(response[len(self.emitted) :])
+        new, self.emitted = answer[len(self.emitted) :], answer
+        return new
+
+    def _answer_so_far(self) -> str | None:
+        stripped = self.raw.lstrip()
+        if template.OPEN.startswith(stripped):
+            return None  # empty, or could still become "<TEMPLATE>"
+        body = self.raw
+        if stripped.startswith(template.OPEN):
+            end = stripped.find(template.CLOSE)
+            body = stripped[end + len(template.CLOSE) :] if end >= 0 else ""
+            if not body:
+                return None  # still inside the block, or the "\n" after it may still come
+            body = body[1:] if body.startswith("\n") else body
+        return template.strip_blocks(body[: _undecided_from(body)])[0]
+
+
+def _undecided_from(text: str) -> int:
+    """Where text that may still become a template block begins (len(text) if nowhere)."""
+    opened = text.rfind(template.OPEN)
+    if opened >= 0 and text.find(template.CLOSE, opened) < 0:
+        return opened
+    for size in range(len(template.OPEN) - 1, 0, -1):
+        if text.endswith(template.OPEN[:size]):
+            return len(text) - size
+    return len(text)
 
 
 class Generator:
@@ -121,8 +132,12 @@ class Generator:
 
     @classmethod
     def from_model_dir(cls, path: str | Path, backend: str = "transformers", **options: Any) -> Generator:
-        """Load a model dir written by `treasure train` (its taxonomy.yaml and train.json included)."""
-        path = Path(path)
+        """Load a model dir written by `treasure train` (its taxonomy.yaml and train.json included).
+
+        A registry name (`treasure models list`) loads that base model, which knows no markers.
+        """
+        registry_model = str(path) in models.REGISTRY
+        path = Path(models.resolve(path))
         if not path.is_dir():
             raise TreasureError(f"{path}: model dir not found")
         tax_file = path / "taxonomy.yaml"
@@ -131,7 +146,7 @@ class Generator:
         else:
             log.warning("%s has no taxonomy.yaml; using the default taxonomy", path)
             taxonomy = Taxonomy.default()
-        marked = True
+        marked = not registry_model
         train_file = path / "train.json"
         if train_file.is_file():
             marked = bool(json.loads(train_file.read_text(encoding="utf-8")).get("marked", True))
@@ -192,15 +207,18 @@ class Generator:
         """Parse a completion into a `Generation` (answer, markers written or given, block errors)."""
         raw = prepared.prefill + completion.text
         parsed = template.parse(raw, self.taxonomy)
+        response, stray = template.strip_blocks(parsed.response)
         markers = {**prepared.given_markers, **parsed.markers}
-        error = parsed.error
+        problems = [parsed.error] if parsed.error else []
         if self.marked and not parsed.has_block:
-            error = "no template block at the start of the completion"
+            problems = ["no template block at the start of the completion"]
+        if stray:
+            problems.append(f"{stray} template block(s) removed from the answer")
         return Generation(
             prompt=prepared.prompt,
-            response=parsed.response,
+            response=response,
             markers=markers,
-            markers_error=error,
+            markers_error="; ".join(problems) or None,
             given_markers=prepared.given_markers,
             n_tokens=completion.n_tokens,
             finished=completion.finished,

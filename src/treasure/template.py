@@ -81,6 +81,38 @@ def parse(text: str, taxonomy: Taxonomy | None = None) -> Parsed:
     return Parsed(markers=markers, response=response, error=error, has_block=True)
 
 
+def strip_blocks(text: str) -> tuple[str, int]:
+    """Remove every template block from answer text; returns (clean text, blocks removed).
+
+    A closed block goes from `<TEMPLATE>` through `</TEMPLATE>` (and one newline after it); an unclosed
+    one (cut off by a token limit, or marker lines looping) loses `<TEMPLATE>` and the tag-like lines
+    after it, a cut-off last line included, so no marker text is ever shown as part of an answer.
+    """
+    out: list[str] = []
+    count = pos = 0
+    while (start := text.find(OPEN, pos)) >= 0:
+        out.append(text[pos:start])
+        count += 1
+        end = text.find(CLOSE, start)
+        if end >= 0:
+            pos = end + len(CLOSE)
+        else:
+            lines = text[start + len(OPEN) :].split("\n")
+            keep = next(
+                (i for i, line in enumerate(lines) if not (_tag_like(line) or _partial_tag(line, i, lines))),
+                len(lines),
+            )
+            pos = len(text) - len("\n".join(lines[keep:])) if keep < len(lines) else len(text)
+        if text.startswith("\n", pos):
+            pos += 1
+    out.append(text[pos:])
+    return "".join(out), count
+
+
+def _partial_tag(line: str, index: int, lines: list[str]) -> bool:
+    return index == len(lines) - 1 and line.lstrip().startswith("<")
+
+
 def _tag_like(line: str) -> bool:
     line = line.strip()
     return not line or (line.startswith("<") and line.endswith(">"))

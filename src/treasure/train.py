@@ -33,7 +33,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
-from treasure import io
+from treasure import io, models
 from treasure.errors import TreasureError
 from treasure.taxonomy import Taxonomy
 from treasure.tiny import (
@@ -47,7 +47,10 @@ from treasure.tiny import (
 )
 
 CHECKPOINTS = "checkpoints"
-PRESETS = ("tiny_demo", "tiny_test", "lora_7b", "full_7b")
+PRESETS = ("tiny_demo", "tiny_test", "smollm2_demo", "lora_7b", "full_7b")
+# What happens to a row longer than max_length: TRL keeps its start (the answer's end and the end-of-turn
+# token are lost, so the model never sees where a long answer stops), or the row is left out.
+LONG_ROWS = ("truncate", "drop")
 
 
 @dataclass
@@ -80,6 +83,7 @@ class TrainConfig:
     resume: bool = False
     max_train_rows: int | None = None
     max_eval_rows: int | None = 256
+    long_rows: str = "truncate"
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -91,6 +95,10 @@ class TrainConfig:
     group_by_length: bool = True
     report_to: str = "none"
     sft_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.long_rows not in LONG_ROWS:
+            raise TreasureError(f"long_rows must be one of {', '.join(LONG_ROWS)}, got {self.long_rows!r}")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
@@ -208,9 +216,11 @@ def prepare_model(
             tokenizer = train_tokenizer(texts, tax, tok_config)
             tokenizer.save_pretrained(out)
         return tokenizer, make_model(tokenizer, size, config.seed)
-    path = Path(config.model)
+    path = Path(models.resolve(config.model))
     if not (path / "config.json").is_file():
-        raise TreasureError(f"--model {path}: not a local HF model dir (no config.json); or use --model tiny")
+        raise TreasureError(
+            f"model {path}: not a local HF model dir (no config.json); or use a registry name"
+        )
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -292,6 +302,16 @@ def data_hash(train_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def row_lengths(rows: datasets.Dataset, tokenizer: Any) -> list[int]:
+    """Tokens of each prompt/completion row as the trainer sees it (chat template applied)."""
+    if len(rows) == 0:
+        return []
+    texts = [
+        tokenizer.apply_chat_template([*row["prompt"], *row["completion"]], tokenize=False) for row in rows
+    ]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
 def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     """An `SFTTrainer` ready to train (tokenizer, model, data, callbacks) and the run's metadata."""
     if config.train_dir is None or config.output_dir is None:
@@ -305,18 +325,35 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     tax = Taxonomy.load(train_dir / "taxonomy.yaml")
     out.mkdir(parents=True, exist_ok=True)
     tokenizer, model = prepare_model(config, train_raw, tax, out)
-    has_eval = len(val_raw) > 0
+    train_rows, val_rows = to_prompt_completion(train_raw), to_prompt_completion(val_raw)
+    lengths = {"train": row_lengths(train_rows, tokenizer), "validation": row_lengths(val_rows, tokenizer)}
+    over = {name: sum(n > config.max_length for n in ns) for name, ns in lengths.items()}
+    if config.long_rows == "drop":
+        train_rows, val_rows = (
+            rows.select([i for i, n in enumerate(lengths[name]) if n <= config.max_length])
+            for rows, name in ((train_rows, "train"), (val_rows, "validation"))
+        )
+    if len(train_rows) == 0:
+        raise TreasureError(f"{train_dir}: no training row fits max_length={config.max_length} tokens")
+    has_eval = len(val_rows) > 0
     trainer = SFTTrainer(
         model=model,
         args=sft_config(config, out / CHECKPOINTS, has_eval),
-        train_dataset=to_prompt_completion(train_raw),
-        eval_dataset=to_prompt_completion(val_raw) if has_eval else None,
+        train_dataset=train_rows,
+        eval_dataset=val_rows if has_eval else None,
         processing_class=tokenizer,
         peft_config=_peft_config(config),
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
     trainer.add_callback(InterruptCallback())
-    meta = {"build": build, "tax": tax, "train_dir": train_dir, "out": out, "n_train": len(train_raw)}
+    meta = {
+        "build": build,
+        "tax": tax,
+        "train_dir": train_dir,
+        "out": out,
+        "n_train": len(train_rows),
+        "long_rows": {"policy": config.long_rows, "max_length": config.max_length, "over": over},
+    }
     return trainer, meta
 
 
@@ -386,6 +423,7 @@ def write_metadata(
         "data_sha256": data_hash(train_dir),
         "train_dir": str(train_dir),
         "n_train_rows": meta["n_train"],
+        "long_rows": meta["long_rows"],
         "steps": trainer.state.global_step,
         "losses": losses,
         "train_runtime_s": round(metrics.get("train_runtime", 0.0), 2),

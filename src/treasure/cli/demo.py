@@ -7,17 +7,24 @@ from pathlib import Path
 import typer
 
 from treasure.cli import console
-from treasure.demo import DemoConfig, run_demo
+from treasure.demo import RECIPES, DemoConfig, run_demo
 
 
 def demo(
-    out_dir: Path = typer.Option(Path("runs/demo"), help="Where every stage writes (cached)."),
+    out_dir: Path | None = typer.Option(
+        None, help="Where every stage writes (cached); default runs/demo, or runs/demo-RECIPE."
+    ),
     seed: int = typer.Option(0, help="Seed for every random step."),
-    recipe: str = typer.Option("tiny_demo", help="Train recipe: a shipped preset name or a YAML path."),
-    eval_prompts: int = typer.Option(100, help="Prompts per evaluation suite."),
+    recipe: str = typer.Option(
+        "smollm2",
+        help=f"Demo recipe: {', '.join(RECIPES)} (smollm2: LoRA on SmolLM2-135M-Instruct; tiny: scratch).",
+    ),
+    eval_prompts: int | None = typer.Option(
+        None, help="Prompts per evaluation suite (default: the recipe's)."
+    ),
 ) -> None:
-    """Run the whole loop on the bundled data with a tiny model trained on the CPU."""
-    run_demo(DemoConfig(out_dir=out_dir, seed=seed, train_recipe=recipe, eval_prompts=eval_prompts), console)
+    """Run the whole loop on the bundled data: a pretrained model fine-tuned on the CPU, or the tiny one."""
+    run_demo(DemoConfig(out_dir=out_dir, seed=seed, recipe=recipe, eval_prompts=eval_prompts), console)
 
 
 def register(app: typer.Typer) -> None:

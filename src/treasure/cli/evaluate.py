@@ -12,7 +12,9 @@ from treasure.generate import GenerationConfig
 
 
 def evaluate_command(
-    model_dir: Path = typer.Argument(..., help="Marked model dir written by `treasure train`."),
+    model_dir: Path = typer.Argument(
+        ..., help="Marked model dir written by `treasure train`, or a registry name."
+    ),
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Baseline model dir (trained without markers)."
     ),

@@ -17,7 +17,9 @@ from treasure.io import write_jsonl
 
 
 def generate_command(
-    model_dir: Path = typer.Argument(..., help="Model dir written by `treasure train`."),
+    model_dir: Path = typer.Argument(
+        ..., help="Model dir written by `treasure train`, or a registry name (`treasure models list`)."
+    ),
     prompt: str | None = typer.Option(None, "--prompt", "-p", help="One prompt."),
     prompts: Path | None = typer.Option(None, "--prompts", help="JSONL rows with `id` and `prompt`."),
     marker: list[str] = typer.Option([], "--marker", "-m", help="NAME=VALUE, repeatable (controlling)."),

@@ -12,7 +12,9 @@ from treasure.serve import ServeConfig, serve
 
 
 def serve_command(
-    model_dir: Path = typer.Argument(..., help="Model dir written by `treasure train`."),
+    model_dir: Path = typer.Argument(
+        ..., help="Model dir written by `treasure train`, or a registry name (`treasure models list`)."
+    ),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     api_key: str | None = typer.Option(

@@ -26,7 +26,11 @@ def _sft_args(pairs: list[str]) -> dict[str, Any]:
 def train_command(
     train_dir: Path = typer.Argument(..., help="TRAIN_DIR written by `treasure build`."),
     output: Path = typer.Option(..., "--output", "-o", help="MODEL_DIR to write."),
-    model: str = typer.Option("tiny", help="tiny (from scratch) or a local HF causal LM dir."),
+    model: str | None = typer.Option(
+        None,
+        help="Registry name (tiny, smollm2-135m; `treasure models list`) or a local HF causal LM dir "
+        "(default: the recipe's, else tiny).",
+    ),
     config: str | None = typer.Option(
         None,
         "--config",
@@ -65,7 +69,7 @@ def train_command(
         "lora": lora or None,
         "merge": merge or None,
     }
-    recipe = config or ("tiny_demo" if model == "tiny" else None)
+    recipe = config or {"tiny": "tiny_demo", "smollm2-135m": "smollm2_demo"}.get(model or "tiny")
     cfg = (
         TrainConfig.from_file(recipe, **overrides)
         if recipe

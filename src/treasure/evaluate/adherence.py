@@ -50,12 +50,14 @@ def run_adherence(
     free = runs.run("adh-conditioning", "marked", texts)
     free_labels = reannotate(texts, [r["response"] for r in free], markers, tax)
     cells: list[dict[str, Any]] = []
-    lengths: dict[str, dict[str, list[int]]] = {"conditioning": {}, "controlling": {}, "strict": {}}
+    modes = [m for m in MODES if m == "conditioning" or m in config.adherence_modes]
+    lengths: dict[str, dict[str, list[int]]] = {mode: {} for mode in modes}
     for marker, values in config.adherence_markers.items():
         for raw in values:
             value = tax.canonical(marker, raw)
             labels = {"conditioning": free_labels}
-            for mode, strict in (("controlling", False), ("strict", True)):
+            for mode in modes[1:]:
+                strict = mode == "strict"
                 rows = runs.run(
                     f"adh-{mode}-{marker}-{value}",
                     "marked",
@@ -65,7 +67,7 @@ def run_adherence(
                     strict,
                 )
                 labels[mode] = reannotate(texts, [r["response"] for r in rows], markers, tax)
-            for mode in MODES:
+            for mode in modes:
                 hits = [label.get(marker) == value for label in labels[mode]]
                 cells.append(
                     {
@@ -79,4 +81,4 @@ def run_adherence(
                 if marker == "length_bucket":
                     lengths[mode][str(value)] = [int(label.get("length_tokens", 0)) for label in labels[mode]]
     lengths["conditioning"] = {"(none)": [int(label.get("length_tokens", 0)) for label in free_labels]}
-    return {"cells": cells, "modes": list(MODES), "lengths": lengths}
+    return {"cells": cells, "modes": modes, "lengths": lengths}

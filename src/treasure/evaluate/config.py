@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from treasure import models
 from treasure.backends import GenerationConfig
 from treasure.errors import TreasureError
 
@@ -69,6 +70,7 @@ class EvalConfig:
     adherence_markers: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {"length_bucket": ("concise", "medium", "long")}
     )
+    adherence_modes: tuple[str, ...] = ("controlling", "strict")
     prediction_markers: tuple[str, ...] = ("task", "domain", "format", "length_bucket", "language")
     long_tail_markers: tuple[str, ...] = ("task", "domain", "format")
     limit_scale: float | Literal["train"] = "train"
@@ -84,10 +86,10 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "suites", normalise_suites(self.suites))
-        object.__setattr__(self, "model_dir", Path(self.model_dir))
+        object.__setattr__(self, "model_dir", Path(models.resolve(self.model_dir)))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.baseline_dir is not None:
-            object.__setattr__(self, "baseline_dir", Path(self.baseline_dir))
+            object.__setattr__(self, "baseline_dir", Path(models.resolve(self.baseline_dir)))
         if isinstance(self.judge, str):
             object.__setattr__(self, "judge", JudgeConfig(kind=self.judge))  # type: ignore[arg-type]
         missing = sorted(NEEDS_BASELINE & set(self.suites)) if self.baseline_dir is None else []
