@@ -24,6 +24,8 @@ ANNOTATOR_OF: dict[str, str] = {
     "quality": "quality",
 }
 MODES: tuple[str, ...] = ("conditioning", "controlling", "strict")
+N_EXAMPLES = 3  # prompts whose answers under every mode and value are kept for the report
+EXAMPLE_CHARS = 600
 
 
 def annotators_for(markers: Sequence[str]) -> tuple[str, ...]:
@@ -44,12 +46,17 @@ def reannotate(
 def run_adherence(
     runs: GenerationRuns, prompts: Sequence[EvalPrompt], config: EvalConfig, tax: Taxonomy
 ) -> dict[str, Any]:
-    """Adherence cells (marker, value, mode, rate, n) and answer lengths per requested length bucket."""
+    """Adherence cells (marker, value, mode, rate, n), answer lengths per requested length bucket, and the
+    answers to the first `N_EXAMPLES` prompts under every mode and value (`examples`)."""
     texts = [p.prompt for p in prompts]
     markers = list(config.adherence_markers)
     free = runs.run("adh-conditioning", "marked", texts)
     free_labels = reannotate(texts, [r["response"] for r in free], markers, tax)
     cells: list[dict[str, Any]] = []
+    examples = [
+        {"prompt": text, "answers": [_example("conditioning", None, row)]}
+        for text, row in zip(texts[:N_EXAMPLES], free, strict=False)
+    ]
     modes = [m for m in MODES if m == "conditioning" or m in config.adherence_modes]
     lengths: dict[str, dict[str, list[int]]] = {mode: {} for mode in modes}
     for marker, values in config.adherence_markers.items():
@@ -67,6 +74,8 @@ def run_adherence(
                     strict,
                 )
                 labels[mode] = reannotate(texts, [r["response"] for r in rows], markers, tax)
+                for example, row in zip(examples, rows, strict=False):
+                    example["answers"].append(_example(mode, f"{marker}={value}", row))
             for mode in modes:
                 hits = [label.get(marker) == value for label in labels[mode]]
                 cells.append(
@@ -81,4 +90,12 @@ def run_adherence(
                 if marker == "length_bucket":
                     lengths[mode][str(value)] = [int(label.get("length_tokens", 0)) for label in labels[mode]]
     lengths["conditioning"] = {"(none)": [int(label.get("length_tokens", 0)) for label in free_labels]}
-    return {"cells": cells, "modes": modes, "lengths": lengths}
+    return {"cells": cells, "modes": modes, "lengths": lengths, "examples": examples}
+
+
+def _example(mode: str, asked: str | None, row: dict[str, Any]) -> dict[str, Any]:
+    """One readable answer for the report: what was asked, the markers written, the answer (shortened)."""
+    response = row["response"]
+    if len(response) > EXAMPLE_CHARS:
+        response = response[:EXAMPLE_CHARS] + " …"
+    return {"mode": mode, "asked": asked, "markers": row.get("markers") or {}, "response": response}

@@ -48,6 +48,7 @@ th { background: #f2f2f2; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; height: auto; display: block; margin: 0.8em 0; }
 code { background: #f5f5f5; padding: 0 0.2em; }
+span.answer { white-space: pre-wrap; font-size: 0.92em; }
 """
 
 
@@ -425,6 +426,33 @@ def _adherence_section(suite: Mapping[str, Any], config: ReportConfig) -> str:
     )
 
 
+def _examples_section(suite: Mapping[str, Any]) -> str:
+    blocks = []
+    for example in suite.get("examples") or []:
+        rows = [
+            [
+                (_e(answer.get("mode", "")), False),
+                (_e(answer.get("asked") or "(nothing)"), False),
+                (_e(", ".join(f"{k}={v}" for k, v in sorted((answer.get("markers") or {}).items()))), False),
+                (f'<span class="answer">{_e(answer.get("response", ""))}</span>', False),
+            ]
+            for answer in example.get("answers") or []
+        ]
+        blocks.append(
+            f"<h3>{_e(example.get('prompt', ''))}</h3>\n"
+            + _table(["mode", "asked for", "markers (model's block)", "answer"], rows)
+        )
+    if not blocks:
+        return ""
+    return _section(
+        "examples",
+        "Example answers",
+        "The first prompts of the adherence suite, answered by the marked model with no marker given "
+        "(conditioning) and under each requested value; answers are what a user sees (no template).",
+        *blocks,
+    )
+
+
 def _lengths_section(
     adherence: Mapping[str, Any] | None, length_instruct: Mapping[str, Any] | None, config: ReportConfig
 ) -> str:
@@ -507,6 +535,7 @@ def render_html(metrics: Mapping[str, Any], config: ReportConfig | None = None) 
         _length_instruct_section(length_instruct) if length_instruct is not None else "",
         _win_rate_section(win) if (win := _suite(metrics, "win_rate")) is not None else "",
         _adherence_section(adherence, config) if adherence is not None else "",
+        _examples_section(adherence) if adherence is not None else "",
         _lengths_section(adherence, length_instruct, config)
         if adherence is not None or length_instruct is not None
         else "",
