@@ -6,23 +6,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import datasets
 import pytest
 from rich.console import Console
 
-from treasure.demo import RECIPES, DemoConfig, contrast_copies, run_stage, select_rows
+from treasure.demo import RECIPES, DemoConfig, run_stage, select_rows
 from treasure.errors import TreasureError
-
-
-def test_contrast_copies_cut_whole_sentences_into_the_bands() -> None:
-    text = "One two three. Four five six seven. " + " ".join(f"w{i}" for i in range(40)) + ". End here."
-    rows = datasets.Dataset.from_list([{"id": "a", "prompt": "p", "response": text}])
-    copies = contrast_copies(rows, ((1, 5), (40, 50)), limit=10)
-    assert [c["id"] for c in copies] == ["a#cut0", "a#cut1"]
-    assert copies[0]["response"] == "One two three."
-    assert text.startswith(copies[1]["response"]) and copies[1]["response"].endswith(".")
-    assert 40 <= len(copies[1]["response"].split()) <= 50
-    assert copies[0]["prompt"] == "p"  # same prompt, other length: only the marker tells them apart
 
 
 def test_smollm2_recipe_rows_are_banded_multilingual_and_seeded() -> None:
@@ -30,13 +18,12 @@ def test_smollm2_recipe_rows_are_banded_multilingual_and_seeded() -> None:
     ds, total, _ = select_rows(spec, seed=0)
     again, _, _ = select_rows(spec, seed=0)
     assert ds["id"] == again["id"] and total > len(ds)
-    english = [r for r in ds if r["language"] is None and "#cut" not in r["id"]]
+    english = [r for r in ds if r["language"] is None]
     words = [len(r["response"].split()) for r in english]
     bands = Counter(next(i for i, (lo, hi) in enumerate(spec.response_bands) if lo <= w <= hi) for w in words)
     assert set(bands.values()) == {spec.english_rows // len(spec.response_bands)}
     languages = Counter(r["language"] for r in ds if r["language"] is not None)
     assert len(languages) == 7 and set(languages.values()) == {spec.rows_per_language}
-    assert any("#cut" in i for i in ds["id"])
 
 
 def test_a_stage_done_under_another_recipe_is_redone(tmp_path: Path) -> None:

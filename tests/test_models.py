@@ -144,6 +144,7 @@ def test_short_lora_run_on_the_real_model_then_generate(
         output_dir=out,
         max_steps=2,
         batch_size=2,
+        learning_rate=1e-4,  # the recipe's 1e-3 turns this model to French in two steps on these rows
         max_length=96,
         max_eval_rows=4,
         save_steps=0,
@@ -161,7 +162,7 @@ def test_short_lora_run_on_the_real_model_then_generate(
     answer = Generator.from_model_dir(out).generate(
         ["What is the capital of France?"], config=GenerationConfig(max_new_tokens=48, temperature=0)
     )[0]
-    assert "Paris" in answer.raw, answer.raw  # two LoRA steps leave the pretrained model speaking
+    assert "Paris" in answer.raw, answer.raw  # two small LoRA steps leave the pretrained model speaking
 
 
 def _lines(path: Path) -> str:

@@ -52,10 +52,6 @@ class DemoRecipe:
     # Response-length bands (words) the English rows are drawn from, equally many from each: gaps between
     # them put the quantile length buckets far apart, which a model with minutes of training can learn.
     response_bands: tuple[tuple[int, int], ...] = ()
-    # Length-contrast rows: this many rows of each band but the first also appear cut after whole
-    # sentences into each shorter band, so the same prompt is seen at several lengths with different
-    # length markers and the marker, not the prompt, has to carry the length.
-    contrast_rows: int = 0
     rows_per_language: int = 0  # rows of each bundled non-English language (0: English only)
     max_multilingual_chars: int = 600  # prompt + response characters of a non-English row
     eval_prompts: int = 100
@@ -76,9 +72,8 @@ RECIPES: dict[str, DemoRecipe] = {
         marker_dropout=0.3,
         max_prompt_words=40,
         max_response_words=110,
-        english_rows=360,
+        english_rows=600,
         response_bands=((1, 25), (35, 60), (75, 110)),
-        contrast_rows=130,
         rows_per_language=15,
         max_multilingual_chars=400,
         eval_prompts=100,
@@ -185,10 +180,6 @@ def select_rows(spec: DemoRecipe, seed: int) -> tuple[datasets.Dataset, int, lis
         parts.append(band.select(range(min(share, len(band)))))
     if not spec.response_bands:
         parts.append(english.select(range(min(spec.english_rows or len(english), len(english)))))
-    elif spec.contrast_rows:  # longer bands cut down into each shorter band
-        for index in range(len(parts) - 1, 0, -1):
-            shorter = spec.response_bands[:index]
-            parts.append(contrast_copies(parts[index], shorter, spec.contrast_rows))
     if spec.rows_per_language:
         other, more_rejected = load_bundled(groups=("multilingual",))
         total += len(other)
@@ -201,27 +192,6 @@ def select_rows(spec: DemoRecipe, seed: int) -> tuple[datasets.Dataset, int, lis
             parts.append(rows.select(range(min(spec.rows_per_language, len(rows)))))
     ds = datasets.concatenate_datasets(parts).shuffle(seed=seed)
     return ds, total, rejected
-
-
-def contrast_copies(
-    rows: datasets.Dataset, bands: tuple[tuple[int, int], ...], limit: int
-) -> datasets.Dataset:
-    """Copies of the first `limit` rows cut after whole sentences (spaCy sentencizer) so that each copy's
-    word count falls in one of `bands`; ids get `#cut<band>`. Rows with no such cut get no copy."""
-    import spacy
-
-    nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer")
-    copies: list[dict[str, Any]] = []
-    for row in rows.select(range(min(limit, len(rows)))):
-        sentences = [s.text_with_ws for s in nlp(row["response"]).sents]
-        for index, (low, high) in enumerate(bands):
-            for end in range(1, len(sentences)):
-                cut = "".join(sentences[:end]).strip()
-                if low <= len(cut.split()) <= high:
-                    copies.append({**row, "id": f"{row['id']}#cut{index}", "response": cut})
-                    break
-    return datasets.Dataset.from_list(copies, features=rows.features)
 
 
 def data_summary(console: Console, out: Path, config: DemoConfig) -> dict[str, Any]:

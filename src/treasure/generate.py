@@ -137,7 +137,7 @@ class Generator:
         A registry name (`treasure models list`) loads that base model, which knows no markers.
         """
         registry_model = str(path) in models.REGISTRY
-        path = Path(models.resolve(path))
+        path = models.local_path(path)
         if not path.is_dir():
             raise TreasureError(f"{path}: model dir not found")
         tax_file = path / "taxonomy.yaml"

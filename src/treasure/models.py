@@ -78,6 +78,11 @@ def resolve(model: str | Path, prepare_missing: bool = True) -> str:
     )
 
 
+def local_path(model: str | Path) -> Path:
+    """A registry name → its prepared dir; anything else → that path, unchecked (the caller checks it)."""
+    return prepare(str(model)) if str(model) in REGISTRY else Path(model)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

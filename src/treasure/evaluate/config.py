@@ -86,10 +86,10 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "suites", normalise_suites(self.suites))
-        object.__setattr__(self, "model_dir", Path(models.resolve(self.model_dir)))
+        object.__setattr__(self, "model_dir", models.local_path(self.model_dir))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.baseline_dir is not None:
-            object.__setattr__(self, "baseline_dir", Path(models.resolve(self.baseline_dir)))
+            object.__setattr__(self, "baseline_dir", models.local_path(self.baseline_dir))
         if isinstance(self.judge, str):
             object.__setattr__(self, "judge", JudgeConfig(kind=self.judge))  # type: ignore[arg-type]
         missing = sorted(NEEDS_BASELINE & set(self.suites)) if self.baseline_dir is None else []
