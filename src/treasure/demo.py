@@ -269,7 +269,6 @@ def build_stage(annotated: Path, out: Path, baseline: bool, config: DemoConfig) 
     from treasure.build import BuildConfig, build
 
     spec = config.spec
-    tokenizer = "tiny" if spec.model == "tiny" else models.resolve(spec.model)
     build(
         annotated,
         out,
@@ -279,7 +278,7 @@ def build_stage(annotated: Path, out: Path, baseline: bool, config: DemoConfig) 
             markers=spec.markers,
             baseline=baseline,
             seed=config.seed,
-            tokenizer=None if baseline else tokenizer,
+            tokenizer=None if baseline else models.resolve(spec.model),  # "tiny" stays "tiny"
         ),
     )
     report = json.loads((out / "build.json").read_text(encoding="utf-8"))

@@ -63,24 +63,21 @@ def cache_root() -> Path:
     return Path(base) / "treasure" / "models"
 
 
-def resolve(model: str | Path, prepare_missing: bool = True) -> str:
-    """`tiny`, a registry name (→ its prepared cache dir) or a local HF dir (→ itself, as a string)."""
-    text = str(model)
-    if text == TINY:
-        return TINY
-    if text in REGISTRY:
-        return str(prepare(text) if prepare_missing else cache_root() / text)
-    path = Path(text)
-    if path.is_dir():
-        return text
-    raise TreasureError(
-        f"model {text!r}: neither a registry name ({', '.join(names())}) nor a local model dir"
-    )
-
-
 def local_path(model: str | Path) -> Path:
     """A registry name → its prepared dir; anything else → that path, unchecked (the caller checks it)."""
     return prepare(str(model)) if str(model) in REGISTRY else Path(model)
+
+
+def resolve(model: str | Path) -> str:
+    """`tiny`, a registry name (→ its prepared cache dir) or a local HF dir (→ itself), as a string."""
+    if str(model) == TINY:
+        return TINY
+    path = local_path(model)
+    if not path.is_dir():
+        raise TreasureError(
+            f"model {str(model)!r}: neither a registry name ({', '.join(names())}) nor a local model dir"
+        )
+    return str(path)
 
 
 def _sha256(path: Path) -> str:
