@@ -14,8 +14,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,8 +28,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def make_random_model_dir(path: Path, seed: int = 0) -> Path:
-    """Write a random-init tiny Llama model dir (tokenizer trained on bundled prompts, default taxonomy)."""
+def make_random_model_dir(path: Path, seed: int = 0, **config: Any) -> Path:
+    """Write a random-init tiny Llama model dir (tokenizer trained on bundled prompts, default taxonomy);
+    `config` overrides `LlamaConfig` fields (a bigger, slower model for serving-limit tests)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -47,7 +49,7 @@ def make_random_model_dir(path: Path, seed: int = 0) -> Path:
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
-    config = LlamaConfig(
+    llama = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -59,7 +61,9 @@ def make_random_model_dir(path: Path, seed: int = 0) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    LlamaForCausalLM(config).save_pretrained(path)
+    for name, value in config.items():
+        setattr(llama, name, value)
+    LlamaForCausalLM(llama).save_pretrained(path)
     tokenizer.save_pretrained(path)
     Taxonomy.default().save(path / "taxonomy.yaml")
     (path / "train.json").write_text(json.dumps({"marked": True, "random_init": True}), encoding="utf-8")
@@ -78,12 +82,12 @@ def _free_port() -> int:
 
 
 def start_server(
-    model_dir: Path, api_key: str | None, timeout_s: float = 120
+    model_dir: Path, api_key: str | None, timeout_s: float = 120, extra: Sequence[str] = ()
 ) -> tuple[subprocess.Popen, str]:
     """Start `treasure serve` in a child process and wait for /health; returns (process, base URL)."""
     port = _free_port()
     command = [sys.executable, "-c", "from treasure.cli import main; main()", "serve", str(model_dir)]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += ["--host", "127.0.0.1", "--port", str(port), *extra]
     if api_key:
         command += ["--api-key", api_key]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -161,8 +161,10 @@ def test_stats_shape_and_long_tail_buckets():
     assert stats["rejected"] == 2 and stats["n_rows"] == 100
 
 
-def test_cli_writes_outputs_and_rejects_bad_rows(tmp_path, sample_jsonl):
+def test_cli_writes_outputs_and_rejects_bad_rows(tmp_path, sample_jsonl, capsys):
     lines = sample_jsonl.read_text().splitlines()[:6]
+    metas = [{"user_meta": {"n": i, "tags": ["a", None]}, "conversation": f"c{i}"} for i in range(6)]
+    lines = [json.dumps({**json.loads(line), **meta}) for line, meta in zip(lines, metas, strict=True)]
     bad = json.loads(lines[2])
     bad["response"] = 42  # wrong type
     lines[2] = json.dumps(bad)
@@ -170,11 +172,22 @@ def test_cli_writes_outputs_and_rejects_bad_rows(tmp_path, sample_jsonl):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out.jsonl"
-    with pytest.raises(SystemExit) as done:
+    out.write_text("an earlier good output\n")
+    with pytest.raises(SystemExit) as done:  # 2 of 7 rows rejected: over the default 1%
         main(["annotate", str(src), "-o", str(out), "--source", "Human", "--quiet"])
+    assert done.value.code == 1
+    assert out.read_text() == "an earlier good output\n"
+    assert "2 of 7 rows rejected" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(
+            ["annotate", str(src), "-o", str(out), "--source", "Human", "--quiet", "--max-reject-rate", "0.5"]
+        )
     assert done.value.code == 0
+    assert "2 input rows rejected" in capsys.readouterr().err  # said even with --quiet
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5
+    kept = [meta for i, meta in enumerate(metas) if i != 2]
+    assert [{k: r[k] for k in ("user_meta", "conversation")} for r in rows] == kept  # carried unchanged
     assert all(r["source"] == "Human" and r["language"] == "English" for r in rows)
     assert all(r["task"] in TAX["task"].values or r["task"] is None for r in rows)
     rejects = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]

@@ -74,6 +74,9 @@ def test_user_prompts_reference_field_errors_name_line(tmp_path: Path):
         user_prompts(path)
     path.write_text('{"id": "x", "prompt": "Hi", "response": "Hello"}\n{"prompt": "Yo"}\n')
     assert [(p.id, p.reference) for p in user_prompts(path)] == [("x", "Hello"), ("2", None)]
+    path.write_text('{"prompt": "Hi"}\n{"prompt": "Yo", "markers": {"length_bucket": "concise"}}\n')
+    with pytest.raises(DataError, match=r"p.jsonl:2: field 'markers': evaluate sets markers per suite"):
+        user_prompts(path)  # never silently ignored
 
 
 def test_reward_model_judge_ties_identical_and_is_antisymmetric():

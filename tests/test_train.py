@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import statistics
 from pathlib import Path
@@ -15,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from treasure import template
 from treasure.errors import TreasureError
 from treasure.taxonomy import Taxonomy
-from treasure.train import TrainConfig, TrainingInterrupted, make_trainer, train
+from treasure.train import TrainConfig, TrainingInterrupted, make_trainer, train, work_dir
 
 PROMPTS = [
     "Write a short story about a cat.",
@@ -138,8 +139,11 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(
         train(config)
     monkeypatch.setattr(train_module, "make_trainer", real)
     assert signal.getsignal(signal.SIGINT) is before
-    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-6"]
-    assert not (out / "train.json").exists()
+    checkpoints = work_dir(out) / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-6"]
+    assert not out.exists()  # nothing is put at MODEL_DIR before the run has finished
+    with pytest.raises(TreasureError, match="add --resume to continue it"):
+        train(quick(tiny_train_dir, out, max_steps=12, save_steps=100))
     with pytest.raises(TreasureError, match="no checkpoint"):
         train(quick(tiny_train_dir, tmp_path / "empty", resume=True))
     config.resume = True
@@ -147,7 +151,7 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(
     report = json.loads((out / "train.json").read_text())
     assert report["steps"] == 12
     assert report["losses"]["initial_eval"] is None  # resumed: no fresh start to compare with
-    assert not (out / "checkpoints").exists()
+    assert not (out / "checkpoints").exists() and not work_dir(out).exists()
     assert AutoModelForCausalLM.from_pretrained(out).num_parameters() == report["n_parameters"]
 
 
@@ -202,3 +206,29 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
         TrainConfig.from_file(tmp_path / "missing.yaml")
     with pytest.raises(TreasureError, match="not a training set"):
         train(TrainConfig(train_dir=tmp_path, output_dir=tmp_path / "m"))
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+def test_a_failed_run_leaves_an_existing_model_dir_byte_identical(
+    tiny_train_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, out)
+    before = _snapshot(out)
+    with pytest.raises(TreasureError, match="already holds a model; add --overwrite"):
+        train(quick(tiny_train_dir, out, max_steps=2))
+    bogus = quick(tiny_train_dir, out, max_steps=2, overwrite=True)
+    bogus.sft_args["bogus_field"] = 1
+    with pytest.raises(TreasureError, match=r"invalid SFT option \(bogus_field\).*bogus_field"):
+        train(bogus)
+    assert _snapshot(out) == before
+    assert not work_dir(out).exists()  # a run that failed before its first checkpoint leaves nothing
+    train(quick(tiny_train_dir, out, max_steps=2, overwrite=True))
+    assert _snapshot(out) != before
+    assert json.loads((out / "train.json").read_text())["steps"] == 2
+    assert not list(tmp_path.glob(".m.*"))  # no work dir or old copy left beside it

@@ -77,7 +77,7 @@ def load_annotated(path: str | Path) -> tuple[datasets.Dataset, Taxonomy, dict[s
     tax_file = sidecar(path, ".taxonomy.yaml")
     tax = Taxonomy.load(tax_file)
     stats_file = sidecar(path, ".stats.json")
-    stats = json.loads(stats_file.read_text(encoding="utf-8")) if stats_file else None
+    stats = io.read_json(stats_file) if stats_file else None
     return io.load(path, taxonomy=tax).dataset, tax, stats
 
 

@@ -342,11 +342,14 @@ def train_stage(train_dir: Path, out: Path, recipe: str, seed: int) -> dict[str,
     """Train one model with the recipe (resuming an interrupted run from its last checkpoint)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from treasure.train import TrainConfig, train
+    from treasure.train import CHECKPOINTS, TrainConfig, train, work_dir
 
-    checkpoints = out / "checkpoints"
+    checkpoints = work_dir(out) / CHECKPOINTS
     resume = checkpoints.is_dir() and get_last_checkpoint(str(checkpoints)) is not None
-    train(TrainConfig.from_file(recipe, train_dir=train_dir, output_dir=out, seed=seed, resume=resume))
+    config = TrainConfig.from_file(
+        recipe, train_dir=train_dir, output_dir=out, seed=seed, resume=resume, overwrite=True
+    )
+    train(config)
     meta = json.loads((out / "train.json").read_text(encoding="utf-8"))
     return {
         "losses": meta.get("losses"),

@@ -12,17 +12,17 @@ The answer never contains the template; the markers the model wrote are parsed s
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from treasure import instructions, models, template
-from treasure.backends import Backend, Completion, GenerationConfig, load_backend
+from treasure import instructions, io, models, template
+from treasure.backends import Backend, Completion, GenerationConfig, Stop, load_backend
 from treasure.errors import DataError, MarkerError, TreasureError
 from treasure.io import iter_records
+from treasure.special_tokens import Defuser
 from treasure.taxonomy import Taxonomy
 
 __all__ = ["MODES", "AnswerFilter", "Generation", "GenerationConfig", "Generator", "Mode", "Prepared"]
@@ -129,6 +129,7 @@ class Generator:
         self.marked = marked
         self.name = name
         self.trained_markers = trained_markers  # None: unknown, fixed mode then keeps what it detects
+        self.defuser = Defuser.for_tokenizer(backend.tokenizer)
 
     @classmethod
     def from_model_dir(cls, path: str | Path, backend: str = "transformers", **options: Any) -> Generator:
@@ -149,11 +150,11 @@ class Generator:
         marked = not registry_model
         train_file = path / "train.json"
         if train_file.is_file():
-            marked = bool(json.loads(train_file.read_text(encoding="utf-8")).get("marked", True))
+            marked = bool(io.read_json(train_file).get("marked", True))
         trained = None
         build_file = path / "build.json"
         if build_file.is_file():
-            names = json.loads(build_file.read_text(encoding="utf-8")).get("config", {}).get("markers")
+            names = io.read_json(build_file).get("config", {}).get("markers")
             trained = frozenset(names) if names else None
         return cls(
             load_backend(backend, path, **options), taxonomy, marked, path.name, trained_markers=trained
@@ -189,19 +190,23 @@ class Generator:
                 f"model '{self.name}' was trained without markers (train.json marked=false): "
                 "it can only run in conditioning mode without --strict"
             )
-        user_turn = template.with_prompt_markers(model_prompt, given, self.taxonomy)
+        user_turn = template.with_prompt_markers(self._user_text(model_prompt), given, self.taxonomy)
         prefill = ""
         if strict:
             block = template.render(given, self.taxonomy)
             prefill = block[: block.rindex(template.CLOSE)]
         messages = [
-            {"role": turn["role"], "content": template.escape(turn["content"])} for turn in history or []
+            {"role": turn["role"], "content": self._user_text(turn["content"])} for turn in history or []
         ]
         messages.append({"role": "user", "content": user_turn})
         chat = self.backend.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=False
         )
         return Prepared(prompt, model_prompt, user_turn, given, prefill, chat + prefill, mode)
+
+    def _user_text(self, text: str) -> str:
+        """Text a user wrote, made inert: marker tags escaped, chat special tokens kept as plain text."""
+        return self.defuser.defuse(template.escape(text))
 
     def finish(self, prepared: Prepared, completion: Completion) -> Generation:
         """Parse a completion into a `Generation` (answer, markers written or given, block errors)."""
@@ -261,6 +266,7 @@ class Generator:
         strict: bool = False,
         config: GenerationConfig | None = None,
         history: Sequence[Mapping[str, str]] | None = None,
+        stop: Stop | None = None,
     ) -> Iterator[str | Generation]:
         """Yield answer text pieces (never the template), then the finished `Generation`."""
         config = config or GenerationConfig()
@@ -268,7 +274,7 @@ class Generator:
         answer = AnswerFilter()
         answer.feed(prepared.prefill)
         pieces: list[str] = []
-        for piece in self.backend.stream(prepared.text, config):
+        for piece in self.backend.stream(prepared.text, config, stop):
             pieces.append(piece)
             released = answer.feed(piece)
             if released:

@@ -386,6 +386,12 @@ def check_options(preset: str | None, fields: Mapping[str, str] | None, taxonomy
             )
 
 
+# The input record's other fields (a conversation id, user metadata …), as one JSON object: carried through
+# annotate untouched and written back as top-level fields of each JSONL row (kept as this column in
+# Parquet / HF dirs, where a column's type must be the same in every row).
+INPUT_COLUMNS = "input_columns"
+
+
 def normalise(
     record: Any,
     preset: str,
@@ -414,6 +420,9 @@ def normalise(
         raise RowError(origin_of.get(exc.field, exc.field), str(exc)) from None
     raw_id = renamed.get("id")
     row["id"] = str(raw_id) if raw_id not in (None, "") else row_id(row)
+    carried = {k: v for k, v in record.items() if k not in row and k not in tax.names}
+    if carried:
+        row[INPUT_COLUMNS] = json.dumps(carried, ensure_ascii=False, default=str)
     row.setdefault("messages", None)
     row["source"] = None
     for name in tax.names:
@@ -528,6 +537,42 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file written by a treasure stage; a damaged one raises `DataError` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(str(path), f"not valid JSON ({exc.msg}, column {exc.colno})", exc.lineno) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(str(path), f"cannot read it ({exc.strerror or exc})") from None
+
+
+def load_from_disk(path: str | Path) -> Any:
+    """`datasets.load_from_disk`, with a missing or damaged dir reported as one line naming it."""
+    try:
+        return datasets.load_from_disk(str(path))
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise DataError(str(path), f"not a readable dataset dir ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # pyarrow raises its own errors for damaged .arrow files
+        if type(exc).__module__.startswith("pyarrow"):
+            raise DataError(str(path), f"damaged dataset files ({exc})") from None
+        raise
+
+
+def replace_dir(src: Path, dst: Path) -> Path:
+    """Put the finished dir `src` at `dst`, replacing what was there (kept aside until `src` is in place)."""
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old.exists():
+        shutil.rmtree(old)
+    return dst
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write text to `path` through a temp file and rename, so a crash never leaves half a file."""
     path = Path(path)
@@ -544,6 +589,16 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def with_input_columns(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The row with its carried input fields (`INPUT_COLUMNS`) back as top-level fields."""
+    if INPUT_COLUMNS not in row:
+        return row
+    out = {k: v for k, v in row.items() if k != INPUT_COLUMNS}
+    for key, value in json.loads(row[INPUT_COLUMNS] or "{}").items():
+        out.setdefault(key, value)
+    return out
+
+
 def write_jsonl(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """Atomically write rows as JSONL (gzip when the name ends in .gz)."""
     path = Path(path)
@@ -553,7 +608,7 @@ def write_jsonl(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     try:
         with opener(tmp, "wt", encoding="utf-8") as handle:
             for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+                handle.write(json.dumps(with_input_columns(row), ensure_ascii=False, sort_keys=True) + "\n")
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

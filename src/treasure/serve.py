@@ -4,27 +4,49 @@ Endpoints: `POST /v1/chat/completions` (with the `markers`, `treasure_mode` and 
 extension fields; the answer is in `message.content`, the markers in a `treasure` object),
 `GET /v1/models`, `GET /health`. Streaming (SSE) sends answer text only: the template block is held
 back until it is closed. Bad requests get a 4xx with an OpenAI-style error body, never a 5xx.
+
+Limits (`ServeConfig`): request bodies over `max_body_bytes` get 413; prompt tokens + `max_tokens`
+over the model's context get 400; more than `max_queue` requests at once get 503 with `Retry-After`;
+a request still generating after `request_timeout_s` is stopped (504, or an error event when
+streaming); a client that disconnects stops its generation; on SIGTERM in-flight requests get
+`drain_s` seconds, then are stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as ASGIMessage
 
+from treasure.backends import Stop
 from treasure.errors import MarkerError, TreasureError
 from treasure.generate import Generation, GenerationConfig, Generator
+from treasure.taxonomy import Taxonomy
 
 
 @dataclass
@@ -37,13 +59,56 @@ class ServeConfig:
     backend: str = "transformers"
     generation: GenerationConfig | None = None
     log_level: str = "warning"
+    max_body_bytes: int = 1 << 20  # larger request bodies get 413
+    max_queue: int = 16  # requests admitted at once (generating or waiting for the model); more get 503
+    request_timeout_s: float = 120.0  # from admission to the last token
+    drain_s: float = 10.0  # on SIGTERM, in-flight requests get this long before they are stopped
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be {rule}, got {getattr(self, name)!r}"
+            for name, ok, rule in (
+                ("port", 0 <= self.port <= 65535, "a TCP port (0-65535)"),
+                ("max_body_bytes", self.max_body_bytes >= 1024, "at least 1024"),
+                ("max_queue", self.max_queue >= 1, "at least 1"),
+                ("request_timeout_s", self.request_timeout_s > 0, "above 0"),
+                ("drain_s", self.drain_s >= 0, "0 or more"),
+            )
+            if not ok
+        ]
+        if problems:
+            raise TreasureError("invalid serve options: " + "; ".join(problems))
+
+
+def _valid_text(text: str) -> str:
+    """Refuse text that cannot be encoded as UTF-8 (a lone surrogate such as '\\ud800')."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("invalid_text", "text is not valid Unicode (lone surrogate)") from None
+    return text
+
+
+class TextPart(BaseModel):
+    """One part of an OpenAI content list; only text parts are accepted."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text"]
+    text: str
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: str | list[TextPart]
+
+    @field_validator("content")
+    @classmethod
+    def _joined(cls, content: str | list[TextPart]) -> str:
+        text = content if isinstance(content, str) else "".join(part.text for part in content)
+        return _valid_text(text)
 
 
 class ChatRequest(BaseModel):
@@ -53,16 +118,23 @@ class ChatRequest(BaseModel):
 
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1, le=8192)
-    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1)
-    stream: bool = False
+    temperature: float | None = Field(None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(None, gt=0, le=1, strict=True)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    seed: StrictInt | None = None
+    n: StrictInt = Field(1, ge=1, le=1)
+    stream: StrictBool = False
     markers: dict[str, str | int | float] | None = None
     treasure_mode: Literal["conditioning", "controlling", "fixed"] | None = None
-    treasure_strict: bool = False
+    treasure_strict: StrictBool = False
+
+    @model_validator(mode="after")
+    def _valid_unicode(self) -> ChatRequest:
+        for text in [self.model or "", *(self.markers or {}), *(self.markers or {}).values()]:
+            if isinstance(text, str):
+                _valid_text(text)
+        return self
 
     @field_validator("messages")
     @classmethod
@@ -72,8 +144,89 @@ class ChatRequest(BaseModel):
         return messages
 
 
-def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+def _error(
+    status: int, message: str, kind: str = "invalid_request_error", headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def markers_schema(taxonomy: Taxonomy) -> dict[str, Any]:
+    """JSON schema of the `markers` field: every marker a user may set, with its values or range."""
+    properties: dict[str, Any] = {}
+    for name, marker in taxonomy.markers.items():
+        if not marker.user_settable:
+            continue
+        prop: dict[str, Any] = {"description": marker.description or name}
+        if marker.values:
+            prop["enum"] = list(marker.values)
+        else:
+            prop["type"] = "number" if marker.kind == "float" else "integer"
+            prop.update(
+                {k: v for k, v in (("minimum", marker.minimum), ("maximum", marker.maximum)) if v is not None}
+            )
+        properties[name] = prop
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 (by Content-Length or as it streams in)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        too_big = _error(413, f"request body over {self.limit} bytes", "request_too_large")
+        if declared.isdigit() and int(declared) > self.limit:
+            await too_big(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> ASGIMessage:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await too_big(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Admission:
+    """Requests admitted at once (generating or waiting for the model), each with its `Stop`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active: set[Stop] = set()
+        self._lock = threading.Lock()
+
+    def enter(self, stop: Stop) -> bool:
+        with self._lock:
+            if len(self.active) >= self.limit:
+                return False
+            self.active.add(stop)
+            return True
+
+    def leave(self, stop: Stop) -> None:
+        with self._lock:
+            self.active.discard(stop)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            for stop in self.active:
+                stop.cancel.set()
 
 
 def create_app(generator: Generator, config: ServeConfig | None = None) -> FastAPI:
@@ -81,7 +234,12 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
     config = config or ServeConfig()
     defaults = config.generation or GenerationConfig()
     app = FastAPI(title="treasure", version="1")
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    admission = Admission(config.max_queue)
+    app.state.admission = admission
     created = int(time.time())
+    context = getattr(generator.backend, "context_length", None)
+    marker_props = markers_schema(generator.taxonomy)
 
     def check_key(request: Request) -> None:
         if config.api_key is None:
@@ -93,15 +251,18 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), "authentication_error" if exc.status_code == 401 else
-                      "invalid_request_error")  # fmt: skip
+        kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
+        return _error(exc.status_code, str(exc.detail), kind, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in errors
         )
-        return _error(422, f"invalid request: {problems}")
+        # text that is not Unicode is a malformed request (400), not a semantic one (422)
+        status = 400 if any(e["type"] == "invalid_text" for e in errors) else 422
+        return _error(status, f"invalid request: {problems}")
 
     @app.exception_handler(MarkerError)
     async def _marker_error(request: Request, exc: MarkerError) -> JSONResponse:
@@ -120,8 +281,14 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
         card = {"id": generator.name, "object": "model", "created": created, "owned_by": "treasure"}
         return {"object": "list", "data": [card]}
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)], response_model=None)
-    def chat(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+    @app.post(
+        "/v1/chat/completions",
+        dependencies=[Depends(check_key)],
+        response_model=None,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"}},
+        openapi_extra={"x-treasure-markers": marker_props},
+    )
+    async def chat(body: ChatRequest, request: Request) -> Any:
         mode = body.treasure_mode or ("controlling" if body.markers else "conditioning")
         gen_config = GenerationConfig(
             max_new_tokens=body.max_completion_tokens or body.max_tokens or defaults.max_new_tokens,
@@ -136,15 +303,45 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
         prompt = body.messages[-1].content
         # validate now, so a bad marker is a 422 before any streaming starts
         prepared = generator.prepare(prompt, mode, body.markers, body.treasure_strict, history)
+        prompt_tokens = generator.backend.count_tokens(prepared.text)
+        if context is not None and prompt_tokens + gen_config.max_new_tokens > context:
+            return _error(
+                400,
+                f"the prompt has {prompt_tokens} tokens and max_tokens is {gen_config.max_new_tokens}: "
+                f"together over the model's context of {context} tokens",
+                "context_length_exceeded",
+            )
+        stop = Stop(deadline=time.monotonic() + config.request_timeout_s)
+        if not admission.enter(stop):
+            return _error(
+                503, f"server busy ({config.max_queue} requests in flight); retry shortly",
+                "server_busy", {"Retry-After": "1"},
+            )  # fmt: skip
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if body.stream:
-            pieces = generator.stream(prompt, mode, body.markers, body.treasure_strict, gen_config, history)
-            return StreamingResponse(
-                _sse(pieces, completion_id, generator.name), media_type="text/event-stream"
+            pieces = generator.stream(
+                prompt, mode, body.markers, body.treasure_strict, gen_config, history, stop
             )
-        completion = generator.backend.complete([prepared.text], gen_config)[0]
+            events = _sse(pieces, completion_id, generator.name, stop, admission, config.request_timeout_s)
+            return StreamingResponse(events, media_type="text/event-stream")
+        try:
+            work = asyncio.ensure_future(
+                anyio.to_thread.run_sync(generator.backend.complete, [prepared.text], gen_config, stop)
+            )
+            while not work.done():
+                await asyncio.wait({work}, timeout=0.25)
+                if not work.done() and await request.is_disconnected():
+                    stop.cancel.set()  # the client is gone: stop generating for it
+            completion = work.result()[0]
+        finally:
+            admission.leave(stop)
+        if stop.timed_out() and not completion.finished:
+            return _error(
+                504,
+                f"generation exceeded the request time limit of {config.request_timeout_s:g} s",
+                "timeout",
+            )
         result = generator.finish(prepared, completion)
-        prompt_tokens = generator.backend.count_tokens(prepared.text)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -181,7 +378,16 @@ def _treasure(result: Generation) -> dict[str, Any]:
     }
 
 
-def _sse(pieces: Iterator[str | Generation], completion_id: str, model: str) -> Iterator[str]:
+async def _sse(
+    pieces: Iterator[str | Generation],
+    completion_id: str,
+    model: str,
+    stop: Stop,
+    admission: Admission,
+    timeout_s: float,
+) -> AsyncIterator[str]:
+    """SSE events of a streamed answer. Leaving early (client gone) stops the generation."""
+
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {
             "id": completion_id,
@@ -193,19 +399,56 @@ def _sse(pieces: Iterator[str | Generation], completion_id: str, model: str) -> 
         }
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    for item in pieces:
-        if isinstance(item, Generation):
-            yield chunk({}, _finish_reason(item), treasure=_treasure(item))
-        else:
-            yield chunk({"content": item})
-    yield "data: [DONE]\n\n"
+    done = object()
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        while (item := await anyio.to_thread.run_sync(next, pieces, done)) is not done:
+            if isinstance(item, Generation):
+                if stop.timed_out() and not item.finished:
+                    message = f"generation exceeded the request time limit of {timeout_s:g} s"
+                    error = {"message": message, "type": "timeout", "code": 504}
+                    yield f"data: {json.dumps({'error': error})}\n\n"
+                yield chunk({}, _finish_reason(item), treasure=_treasure(item))
+            else:
+                yield chunk({"content": item})
+        yield "data: [DONE]\n\n"
+    finally:
+        stop.cancel.set()  # no-op when finished; stops the model when the client left mid-stream
+        with anyio.CancelScope(shield=True):  # runs even when the response task was cancelled
+            await anyio.to_thread.run_sync(_close, pieces)
+        admission.leave(stop)
+
+
+def _close(pieces: Iterator[Any]) -> None:
+    close = getattr(pieces, "close", None)
+    if close is not None:
+        close()
 
 
 def serve(model_dir: str | Path, config: ServeConfig | None = None) -> None:
-    """Load a model dir and serve it with uvicorn until interrupted."""
+    """Load a model dir and serve it with uvicorn until interrupted (SIGINT/SIGTERM drain, then stop)."""
     import uvicorn
 
     config = config or ServeConfig()
     generator = Generator.from_model_dir(model_dir, backend=config.backend)
-    uvicorn.run(create_app(generator, config), host=config.host, port=config.port, log_level=config.log_level)
+    app = create_app(generator, config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level,
+            timeout_graceful_shutdown=max(1, round(config.drain_s)),
+        )
+    )
+    exit_on_signal = server.handle_exit
+
+    def drain_then_stop(sig: int, frame: Any) -> None:
+        # uvicorn stops accepting and waits for in-flight requests; after drain_s they are stopped
+        timer = threading.Timer(config.drain_s, app.state.admission.stop_all)
+        timer.daemon = True
+        timer.start()
+        exit_on_signal(sig, frame)
+
+    server.handle_exit = drain_then_stop  # type: ignore[method-assign]
+    server.run()

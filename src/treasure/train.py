@@ -81,6 +81,7 @@ class TrainConfig:
     save_total_limit: int = 2
     keep_checkpoints: bool = False
     resume: bool = False
+    overwrite: bool = False  # replace an existing MODEL_DIR (it stays as it was until the new one is done)
     max_train_rows: int | None = None
     max_eval_rows: int | None = 256
     long_rows: str = "truncate"
@@ -182,12 +183,8 @@ def load_train_dir(path: Path) -> tuple[datasets.Dataset, datasets.Dataset, dict
     for name in ("train", "validation", "build.json"):
         if not (path / name).exists():
             raise TreasureError(f"{path}: not a training set (no {name}); make one with `treasure build`")
-    build = json.loads((path / "build.json").read_text(encoding="utf-8"))
-    return (
-        datasets.load_from_disk(str(path / "train")),
-        datasets.load_from_disk(str(path / "validation")),
-        build,
-    )
+    build = io.read_json(path / "build.json")
+    return io.load_from_disk(path / "train"), io.load_from_disk(path / "validation"), build
 
 
 def to_prompt_completion(ds: datasets.Dataset) -> datasets.Dataset:
@@ -312,19 +309,55 @@ def row_lengths(rows: datasets.Dataset, tokenizer: Any) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
+def work_dir(out: Path) -> Path:
+    """Where a run into `out` writes until it finishes (checkpoints included): a hidden sibling."""
+    return out.parent / f".{out.name}.partial"
+
+
+def open_work_dir(config: TrainConfig, out: Path) -> Path:
+    """Check `out` and the run's work dir against --resume/--overwrite; return the work dir, ready."""
+    work = work_dir(out)
+    checkpoints = work / CHECKPOINTS
+    has_checkpoint = checkpoints.is_dir() and get_last_checkpoint(str(checkpoints)) is not None
+    if out.exists() and not out.is_dir():
+        raise TreasureError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (config.overwrite or config.resume):
+        raise TreasureError(
+            f"{out}: already holds a model; add --overwrite to replace it "
+            "(the old one stays until the new one is complete)"
+        )
+    if config.resume and not has_checkpoint:
+        raise TreasureError(f"--resume: no checkpoint under {checkpoints}")
+    if has_checkpoint and not config.resume and not config.overwrite:
+        raise TreasureError(
+            f"{work}: holds checkpoints of an unfinished run into {out}; "
+            "add --resume to continue it, or --overwrite to start over"
+        )
+    if not config.resume and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
 def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
-    """An `SFTTrainer` ready to train (tokenizer, model, data, callbacks) and the run's metadata."""
+    """An `SFTTrainer` ready to train (tokenizer, model, data, callbacks) and the run's metadata.
+
+    It writes only into the run's work dir (`work_dir(output_dir)`), after the data and every SFT
+    option have been checked.
+    """
     if config.train_dir is None or config.output_dir is None:
         raise TreasureError("train needs a TRAIN_DIR and an output dir (-o MODEL_DIR)")
     train_dir, out = Path(config.train_dir), Path(config.output_dir)
+    work = work_dir(out)
     train_raw, val_raw, build = load_train_dir(train_dir)
     if config.max_train_rows is not None:
         train_raw = train_raw.select(range(min(config.max_train_rows, len(train_raw))))
     if config.max_eval_rows is not None:
         val_raw = val_raw.select(range(min(config.max_eval_rows, len(val_raw))))
     tax = Taxonomy.load(train_dir / "taxonomy.yaml")
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer, model = prepare_model(config, train_raw, tax, out)
+    sft_args = _checked_sft_config(config, work / CHECKPOINTS, len(val_raw) > 0)
+    work.mkdir(parents=True, exist_ok=True)
+    tokenizer, model = prepare_model(config, train_raw, tax, work)
     train_rows, val_rows = to_prompt_completion(train_raw), to_prompt_completion(val_raw)
     lengths = {"train": row_lengths(train_rows, tokenizer), "validation": row_lengths(val_rows, tokenizer)}
     over = {name: sum(n > config.max_length for n in ns) for name, ns in lengths.items()}
@@ -336,9 +369,11 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     if len(train_rows) == 0:
         raise TreasureError(f"{train_dir}: no training row fits max_length={config.max_length} tokens")
     has_eval = len(val_rows) > 0
+    if has_eval != (len(val_raw) > 0):
+        sft_args = sft_config(config, work / CHECKPOINTS, has_eval)
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(config, out / CHECKPOINTS, has_eval),
+        args=sft_args,
         train_dataset=train_rows,
         eval_dataset=val_rows if has_eval else None,
         processing_class=tokenizer,
@@ -351,20 +386,41 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
         "tax": tax,
         "train_dir": train_dir,
         "out": out,
+        "work": work,
         "n_train": len(train_rows),
         "long_rows": {"policy": config.long_rows, "max_length": config.max_length, "over": over},
     }
     return trainer, meta
 
 
+def _checked_sft_config(config: TrainConfig, checkpoints: Path, has_eval: bool) -> SFTConfig:
+    """`sft_config`, with a bad `--sft` field or value reported as one line naming it."""
+    try:
+        return sft_config(config, checkpoints, has_eval)
+    except (TypeError, ValueError) as exc:
+        raise TreasureError(
+            f"invalid SFT option ({', '.join(sorted(config.sft_args)) or 'recipe'}): {exc}"
+        ) from None
+
+
 def train(config: TrainConfig) -> Path:
-    """Train and write MODEL_DIR (HF model + tokenizer, taxonomy.yaml, stats.json, train.json)."""
-    trainer, meta = make_trainer(config)
-    out: Path = meta["out"]
-    checkpoints = out / CHECKPOINTS
-    resume_from = get_last_checkpoint(str(checkpoints)) if config.resume and checkpoints.is_dir() else None
-    if config.resume and resume_from is None:
-        raise TreasureError(f"--resume: no checkpoint under {checkpoints}")
+    """Train and write MODEL_DIR (HF model + tokenizer, taxonomy.yaml, stats.json, train.json).
+
+    The run writes into a hidden work dir beside MODEL_DIR and renames it into place only when it has
+    finished, so a failed or interrupted run leaves an existing MODEL_DIR as it was.
+    """
+    if config.output_dir is None:
+        raise TreasureError("train needs an output dir (-o MODEL_DIR)")
+    out = Path(config.output_dir)
+    work = open_work_dir(config, out)
+    try:
+        trainer, meta = make_trainer(config)
+    except BaseException:
+        if not (work / CHECKPOINTS).is_dir():
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    checkpoints = work / CHECKPOINTS
+    resume_from = get_last_checkpoint(str(checkpoints)) if config.resume else None
     losses: dict[str, float | None] = {"initial_eval": None}
     if config.eval_before and trainer.eval_dataset is not None and resume_from is None:
         losses["initial_eval"] = trainer.evaluate()["eval_loss"]
@@ -379,10 +435,14 @@ def train(config: TrainConfig) -> Path:
     if trainer.eval_dataset is not None:
         losses["final_eval"] = trainer.evaluate()["eval_loss"]
     losses["final_train"] = _last_train_loss(trainer.state.log_history, result.training_loss)
-    save_model_dir(trainer, config, out)
+    save_model_dir(trainer, config, work)
     write_metadata(trainer, config, meta, losses, result.metrics)
-    if not config.keep_checkpoints and checkpoints.is_dir() and trainer.is_world_process_zero():
-        shutil.rmtree(checkpoints)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        if not config.keep_checkpoints and checkpoints.is_dir():
+            shutil.rmtree(checkpoints)
+        io.replace_dir(work, out)
+    trainer.accelerator.wait_for_everyone()
     return out
 
 
@@ -410,7 +470,7 @@ def write_metadata(
     """taxonomy.yaml, stats.json, build.json and train.json beside the weights."""
     if not trainer.is_world_process_zero():
         return
-    out, train_dir, build = meta["out"], meta["train_dir"], meta["build"]
+    out, train_dir, build = meta["work"], meta["train_dir"], meta["build"]
     meta["tax"].save(out / "taxonomy.yaml")
     stats = train_dir / "stats.json"
     io.atomic_write_text(out / "stats.json", stats.read_text("utf-8") if stats.is_file() else "{}\n")

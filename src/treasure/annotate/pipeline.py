@@ -370,7 +370,12 @@ class AnnotateFileConfig:
     fields: Mapping[str, str] = field(default_factory=dict)
     resume: bool = False
     keep_work_dir: bool = False
+    max_reject_rate: float = 0.01  # more rejected input rows than this share: fail, keeping old output
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_reject_rate <= 1:
+            raise TreasureError(f"max_reject_rate must be in [0, 1], got {self.max_reject_rate!r}")
 
 
 def sidecar(output: Path, suffix: str) -> Path:
@@ -402,6 +407,14 @@ def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) ->
         )
     elif not rejected and rejects.exists():
         rejects.unlink()
+    share = len(rejected) / (len(rejected) + len(ds)) if rejected else 0.0
+    if share > config.max_reject_rate:
+        raise DataError(
+            str(input_path),
+            f"{len(rejected)} of {len(rejected) + len(ds)} rows rejected ({share:.1%} > max_reject_rate "
+            f"{config.max_reject_rate:.1%}); see {rejects}; {output} was not written "
+            f"(first: {rejected[0]})",
+        )
     loaded_at = time.perf_counter()
     work_dir = sidecar(output, ".work")
     result = annotate(

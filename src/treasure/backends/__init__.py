@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,17 +55,37 @@ class Completion:
     finished: bool
 
 
+@dataclass(eq=False)
+class Stop:
+    """Ends a generation early: `cancel` (client gone, server draining) or the `deadline` passing.
+
+    `deadline` is a `time.monotonic()` value. Backends check it between tokens where they can.
+    """
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None
+
+    def requested(self) -> bool:
+        return self.cancel.is_set() or (self.deadline is not None and time.monotonic() >= self.deadline)
+
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
 class Backend(Protocol):
     """What `Generator` needs from an inference engine."""
 
     tokenizer: Any
+    context_length: int | None  # prompt + completion tokens the model can attend to (None: unknown)
 
-    def complete(self, texts: list[str], config: GenerationConfig) -> list[Completion]:
+    def complete(
+        self, texts: list[str], config: GenerationConfig, stop: Stop | None = None
+    ) -> list[Completion]:
         """Complete each fully formatted prompt text (chat template already applied)."""
         ...
 
-    def stream(self, text: str, config: GenerationConfig) -> Iterator[str]:
-        """Yield the completion of one prompt text piece by piece."""
+    def stream(self, text: str, config: GenerationConfig, stop: Stop | None = None) -> Iterator[str]:
+        """Yield the completion of one prompt text piece by piece; closing the iterator stops it."""
         ...
 
     def count_tokens(self, text: str) -> int:

@@ -8,10 +8,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
 
-from treasure.backends import Completion, GenerationConfig
+from treasure.backends import Completion, GenerationConfig, Stop
 from treasure.errors import TreasureError
+
+
+class _StopWhenRequested(StoppingCriteria):
+    """Stops every row of the batch once `stop` is requested (checked after each generated token)."""
+
+    def __init__(self, stop: Stop) -> None:
+        self.stop = stop
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.Tensor:
+        stopped = self.stop.requested()
+        return torch.full((input_ids.shape[0],), stopped, dtype=torch.bool, device=input_ids.device)
 
 
 class TransformersBackend:
@@ -31,9 +48,10 @@ class TransformersBackend:
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos])
+        self.context_length: int | None = getattr(self.model.config, "max_position_embeddings", None)
         self._lock = threading.Lock()
 
-    def _generate_kwargs(self, config: GenerationConfig) -> dict[str, Any]:
+    def _generate_kwargs(self, config: GenerationConfig, stop: Stop | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": config.max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
@@ -45,18 +63,27 @@ class TransformersBackend:
             kwargs["top_k"] = config.top_k or None
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if stop is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopWhenRequested(stop)])
         return kwargs
 
     def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def complete(self, texts: list[str], config: GenerationConfig) -> list[Completion]:
-        """Complete prompt texts as one left-padded batch, sampled with `config.seed`."""
+    def complete(
+        self, texts: list[str], config: GenerationConfig, stop: Stop | None = None
+    ) -> list[Completion]:
+        """Complete prompt texts as one left-padded batch, sampled with `config.seed`.
+
+        `stop` ends it early; a request whose stop came while it waited for the model is not started.
+        """
         inputs = self._encode(texts)
         with self._lock, torch.no_grad():
+            if stop is not None and stop.requested():
+                return [Completion(text="", n_tokens=0, finished=False) for _ in texts]
             torch.manual_seed(config.seed)
-            generated = self.model.generate(**inputs, **self._generate_kwargs(config))
+            generated = self.model.generate(**inputs, **self._generate_kwargs(config, stop))
         new_tokens = generated[:, inputs["input_ids"].shape[1] :].tolist()
         return [self._completion(row) for row in new_tokens]
 
@@ -68,11 +95,15 @@ class TransformersBackend:
             text=text, n_tokens=len(tokens) if stop is None else stop + 1, finished=stop is not None
         )
 
-    def stream(self, text: str, config: GenerationConfig) -> Iterator[str]:
-        """Yield decoded text pieces as they are generated (a worker thread runs `generate`)."""
+    def stream(self, text: str, config: GenerationConfig, stop: Stop | None = None) -> Iterator[str]:
+        """Yield decoded text pieces as they are generated (a worker thread runs `generate`).
+
+        Closing the iterator early (the client went away) stops the generation after its next token.
+        """
         inputs = self._encode([text])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = self._generate_kwargs(config)
+        stop = stop or Stop()
+        kwargs = self._generate_kwargs(config, stop)
         errors: list[BaseException] = []
 
         def work() -> None:
@@ -86,8 +117,12 @@ class TransformersBackend:
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        yield from (piece for piece in streamer if piece)
-        thread.join()
+        try:
+            yield from (piece for piece in streamer if piece)
+        finally:
+            if thread.is_alive():
+                stop.cancel.set()
+            thread.join()
         if errors:
             raise errors[0]
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from treasure.backends import Completion, GenerationConfig
+from treasure.backends import Completion, GenerationConfig, Stop
 from treasure.errors import TreasureError
 
 INSTALL_HINT = (
@@ -36,6 +36,7 @@ class VLLMBackend:
         self._sampling_params = vllm.SamplingParams
         self.llm = vllm.LLM(model=str(model_dir), **engine_options)
         self.tokenizer = self.llm.get_tokenizer()
+        self.context_length: int | None = self.llm.llm_engine.model_config.max_model_len
 
     def _params(self, config: GenerationConfig) -> Any:
         options: dict[str, Any] = {
@@ -50,8 +51,11 @@ class VLLMBackend:
             options["top_k"] = config.top_k
         return self._sampling_params(**options)
 
-    def complete(self, texts: list[str], config: GenerationConfig) -> list[Completion]:
-        """Complete every prompt text in one `LLM.generate` call."""
+    def complete(
+        self, texts: list[str], config: GenerationConfig, stop: Stop | None = None
+    ) -> list[Completion]:
+        """Complete every prompt text in one `LLM.generate` call (the offline call cannot be stopped
+        early: `stop` is not checked; serving limits apply before and after it)."""
         outputs = self.llm.generate(texts, self._params(config), use_tqdm=False)
         completions = []
         for request in outputs:
@@ -63,9 +67,9 @@ class VLLMBackend:
             )
         return completions
 
-    def stream(self, text: str, config: GenerationConfig) -> Iterator[str]:
+    def stream(self, text: str, config: GenerationConfig, stop: Stop | None = None) -> Iterator[str]:
         """The offline API cannot stream: yield the finished completion as one piece."""
-        yield self.complete([text], config)[0].text
+        yield self.complete([text], config, stop)[0].text
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` under this model's tokenizer."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from treasure.cli import console
+from treasure.cli import console, err_console
 from treasure.cli.basics import parse_marker_args
 from treasure.errors import TreasureError
 from treasure.taxonomy import Taxonomy
@@ -93,6 +93,9 @@ def annotate_command(
     threshold: float = typer.Option(
         0.35, "--classifier-threshold", help="Below this confidence: Unspecified / null."
     ),
+    max_reject_rate: float = typer.Option(
+        0.01, help="Fail (keeping any old OUTPUT) when more than this share of input rows is rejected."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
 ) -> None:
     """Annotate INPUT into OUTPUT (+ OUTPUT.stats.json, OUTPUT.taxonomy.yaml, OUTPUT.rejects.jsonl)."""
@@ -145,11 +148,15 @@ def annotate_command(
             fields=dict(parse_marker_args(field)),
             resume=resume,
             keep_work_dir=keep_work,
+            max_reject_rate=max_reject_rate,
             annotate=config,
         ),
     )
     if not quiet:
         print_distribution(stats, f"{output}: {stats['n_rows']} rows, {stats['rejected']} rejected")
+    if stats["rejected"]:  # said even with --quiet: rows were left out
+        rejects = output.with_name(output.name + ".rejects.jsonl")
+        err_console.print(f"[yellow]{stats['rejected']} input rows rejected[/]; see {rejects}")
     console.print(f"wrote {output}, {output}.stats.json, {output}.taxonomy.yaml")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,6 +9,7 @@ from rich.table import Table
 
 from treasure.build import BuildConfig, build
 from treasure.cli import console
+from treasure.io import read_json
 
 
 def build_command(
@@ -37,7 +37,7 @@ def build_command(
         tokenizer=None if tokenizer == "none" else tokenizer,
     )
     out = build(annotated, output, config)
-    report = json.loads((out / "build.json").read_text(encoding="utf-8"))
+    report = read_json(out / "build.json")
     console.print(
         f"[green]built[/] {out}: {report['n_train']} train, {report['n_validation']} validation rows"
         + ("" if baseline else f"; realised dropout {report['realised']}")

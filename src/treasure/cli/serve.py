@@ -24,11 +24,26 @@ def serve_command(
     max_new_tokens: int = typer.Option(256, help="Default completion length cap (requests may lower it)."),
     temperature: float = typer.Option(0.7, help="Default sampling temperature (0 = greedy)."),
     seed: int = typer.Option(0, help="Default seed for requests that give none."),
+    max_body_bytes: int = typer.Option(1 << 20, help="Larger request bodies get 413."),
+    max_queue: int = typer.Option(16, help="Requests in flight at once (more get 503 + Retry-After)."),
+    request_timeout: float = typer.Option(120.0, help="Seconds a request may take (then 504)."),
+    drain: float = typer.Option(10.0, help="On SIGTERM, seconds in-flight requests get before they stop."),
 ) -> None:
     """Serve /v1/chat/completions (with a `markers` extension), /v1/models and /health."""
     generation = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    config = ServeConfig(
+        host,
+        port,
+        api_key,
+        backend,
+        generation,
+        max_body_bytes=max_body_bytes,
+        max_queue=max_queue,
+        request_timeout_s=request_timeout,
+        drain_s=drain,
+    )
     console.print(f"serving {model_dir} on http://{host}:{port}/v1 ({backend})")
-    serve(model_dir, ServeConfig(host, port, api_key, backend, generation))
+    serve(model_dir, config)
 
 
 def register(app: typer.Typer) -> None:

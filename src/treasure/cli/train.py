@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import typer
 import yaml
 
 from treasure.cli import console
+from treasure.io import read_json
 from treasure.train import PRESETS, TrainConfig, train
 
 
@@ -39,7 +39,12 @@ def train_command(
     ),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters (PEFT) instead of all weights."),
     merge: bool = typer.Option(False, "--merge", help="With --lora: save merged weights, not the adapter."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in MODEL_DIR."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted run into MODEL_DIR from its last checkpoint."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing MODEL_DIR (kept until the new one is complete)."
+    ),
     max_steps: int | None = typer.Option(None, help="Optimizer steps (-1: use --epochs)."),
     epochs: float | None = typer.Option(None, help="Epochs when max_steps is -1."),
     batch_size: int | None = typer.Option(None, help="Per-device batch size."),
@@ -57,6 +62,7 @@ def train_command(
         "output_dir": output,
         "model": model,
         "resume": resume or None,
+        "overwrite": overwrite or None,
         "max_steps": max_steps,
         "num_train_epochs": epochs,
         "batch_size": batch_size,
@@ -77,7 +83,7 @@ def train_command(
     )
     cfg.sft_args.update(_sft_args(sft))
     out = train(cfg)
-    report = json.loads((out / "train.json").read_text(encoding="utf-8"))
+    report = read_json(out / "train.json")
     losses = report["losses"]
     console.print(
         f"[green]trained[/] {out}: {report['steps']} steps, {report['train_tokens_per_s']} tokens/s, "

@@ -42,6 +42,14 @@ def user_prompts(path: Path) -> list[EvalPrompt]:
     rows = read_prompts(path)  # validates `prompt` (errors name the line)
     prompts = []
     for row, (line, record) in zip(rows, iter_records(path), strict=True):
+        if record.get("markers") is not None:
+            raise DataError(
+                str(path),
+                "evaluate sets markers per suite and mode, so per-row markers would be ignored; remove "
+                "the field (`treasure generate --prompts` uses per-row markers)",
+                line,
+                "markers",
+            )
         reference = record.get("response")
         if reference is not None and not isinstance(reference, str):
             raise DataError(str(path), "must be a string when present", line, "response")

@@ -20,13 +20,13 @@ from treasure.evaluate.prediction import run_marker_prediction
 from treasure.evaluate.prompts import EvalPrompt, alpaca_eval, sample, user_prompts
 from treasure.evaluate.report import write_report
 from treasure.evaluate.runs import GenerationRuns
-from treasure.io import atomic_write_text
+from treasure.io import atomic_write_text, read_json
 from treasure.taxonomy import Taxonomy
 
 
 def _stats(model_dir: Path) -> dict[str, Any]:
     path = model_dir / "stats.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def _jsonable(config: EvalConfig) -> dict[str, Any]:
