@@ -33,11 +33,11 @@ USER = [{"role": "user", "content": "Tell me a story."}]
 def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_random_model_dir(
         tmp_path_factory.mktemp("slow_model"),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        hidden_size=512,
+        intermediate_size=1024,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
         max_position_embeddings=CONTEXT,
     )
 
@@ -66,12 +66,15 @@ def _chat(base_url: str, timeout: float, **body: object) -> httpx.Response:
 
 
 def tokens_for(base_url: str, seconds: float) -> int:
-    """max_tokens that keeps this server's model busy for about `seconds` (measured, capped by context)."""
+    """max_tokens that keeps this server's model busy for at least `seconds` (measured; the model is
+    sized so that this fits in its context, else the test using it would prove nothing)."""
     began = time.monotonic()
     response = _chat(base_url, 60, max_tokens=200)
     assert response.status_code == 200, response.text
     per_token = (time.monotonic() - began) / max(1, response.json()["usage"]["completion_tokens"])
-    return min(CONTEXT - 100, int(seconds / per_token))
+    tokens = int(seconds / per_token)
+    assert tokens <= CONTEXT - 100, f"the test model is too fast here ({per_token * 1000:.2f} ms/token)"
+    return tokens
 
 
 def test_prompt_plus_max_tokens_over_the_context_is_400_naming_both(limited_server: str) -> None:
@@ -122,7 +125,13 @@ def test_more_requests_than_the_queue_get_503_with_retry_after(limited_server: s
         assert third.status_code == 503
         assert third.headers["retry-after"] == "1"
         assert third.json()["error"]["type"] == "server_busy"
-    assert _chat(limited_server, 60, max_tokens=4).status_code == 200  # slots are given back
+    # the slots are given back once the server has seen the streams close (after their next token)
+    deadline = time.monotonic() + 15
+    while (
+        status := _chat(limited_server, 60, max_tokens=4).status_code
+    ) == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status == 200
 
 
 def test_time_limit_gives_504_and_sigterm_drains_then_exits(slow_model_dir: Path) -> None:

@@ -21,7 +21,7 @@ def test_broken_build_json_is_named(tiny_train_dir: Path, tmp_path: Path) -> Non
 
 def test_damaged_arrow_file_is_named(tiny_train_dir: Path, tmp_path: Path) -> None:
     train_dir = shutil.copytree(tiny_train_dir, tmp_path / "t")
-    arrow = next((train_dir / "train").glob("*.arrow"))
+    arrow = next((train_dir / "train").glob("data-*.arrow"))
     arrow.write_bytes(b"garbage" * 100)
     with pytest.raises(DataError, match=r"t/train: "):
         load_train_dir(train_dir)

@@ -284,7 +284,10 @@ class Generator:
             yield rest
         text = "".join(pieces)
         n_tokens = self.backend.count_tokens(text)
-        yield self.finish(prepared, Completion(text, n_tokens, n_tokens < config.max_new_tokens))
+        stopped = stop is not None and stop.requested()  # cut short by a deadline or a cancel
+        yield self.finish(
+            prepared, Completion(text, n_tokens, n_tokens < config.max_new_tokens and not stopped)
+        )
 
 
 def _per_prompt_markers(markers: Any, n: int) -> list[Mapping[str, Any] | None]:

@@ -185,23 +185,23 @@ class BodyLimit:
             await too_big(scope, receive, send)
             return
         received = 0
+        answered = False
 
         async def counted() -> ASGIMessage:
-            nonlocal received
+            nonlocal received, answered
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _TooLarge
+            if received > self.limit and not answered:
+                answered = True
+                await too_big(scope, receive, send)
+                return {"type": "http.disconnect"}  # the app stops reading; its answer is dropped
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await too_big(scope, receive, send)
+        async def guarded_send(message: ASGIMessage) -> None:
+            if not answered:
+                await send(message)
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, counted, guarded_send)
 
 
 class Admission:
