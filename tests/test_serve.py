@@ -72,7 +72,6 @@ def test_invalid_requests_are_4xx_never_5xx(openai_server: str) -> None:
     url = f"{openai_server}/chat/completions"
     bad_bodies = [
         {"messages": []},
-        {"messages": [{"role": "assistant", "content": "hi"}]},
         {"messages": USER, "temperature": -1},
         {"messages": USER, "n": 3},
         {"messages": "hello"},
@@ -81,6 +80,9 @@ def test_invalid_requests_are_4xx_never_5xx(openai_server: str) -> None:
         response = httpx.post(url, json=body, headers=headers, timeout=30)
         assert response.status_code == 422, (body, response.text)
         assert response.json()["error"]["message"]
+    last_not_user = {"messages": [{"role": "assistant", "content": "hi"}]}
+    response = httpx.post(url, json=last_not_user, headers=headers, timeout=30)
+    assert response.status_code == 400 and "must have role 'user'" in response.json()["error"]["message"]
     response = httpx.post(url, content=b"{not json", headers=headers, timeout=30)
     assert 400 <= response.status_code < 500
 

@@ -265,6 +265,13 @@ def test_schema_declares_sse_and_marker_names(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     operation = schema["paths"]["/v1/chat/completions"]["post"]
     assert "text/event-stream" in operation["responses"]["200"]["content"]
-    markers = operation["x-treasure-markers"]["properties"]
+    assert {"400", "413", "422", "503", "504"} <= set(operation["responses"])
+    body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    markers = schema["components"]["schemas"][body]["properties"]["markers"]["anyOf"][0]["properties"]
     assert markers["length_bucket"]["enum"] == ["concise", "medium", "long"]
+    assert markers["length_tokens"] == {
+        "type": "integer",
+        "minimum": 0,
+        "description": markers["length_tokens"]["description"],
+    }
     assert "quality" not in markers  # set by the reward model, never by a user

@@ -20,10 +20,10 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, Request
@@ -31,10 +31,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
+    StrictStr,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -89,6 +93,23 @@ def _valid_text(text: str) -> str:
     return text
 
 
+def _json_int(value: Any) -> Any:
+    """JSON integers, including JSON Schema's integral numbers such as 8.0; never booleans or text."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise PydanticCustomError("int_from_float", "Input should be a valid integer")
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
+# (the constraint before the validator, so the schema says "minimum")
+PositiveJsonInt = Annotated[int, Field(ge=1), BeforeValidator(_json_int)]
+MarkerValues = dict[str, StrictStr | StrictInt | StrictFloat]
+
+
 class TextPart(BaseModel):
     """One part of an OpenAI content list; only text parts are accepted."""
 
@@ -120,12 +141,12 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     temperature: float | None = Field(None, ge=0, le=2, strict=True)
     top_p: float | None = Field(None, gt=0, le=1, strict=True)
-    max_tokens: StrictInt | None = Field(None, ge=1)
-    max_completion_tokens: StrictInt | None = Field(None, ge=1)
-    seed: StrictInt | None = None
-    n: StrictInt = Field(1, ge=1, le=1)
+    max_tokens: PositiveJsonInt | None = None
+    max_completion_tokens: PositiveJsonInt | None = None
+    seed: JsonInt | None = None
+    n: JsonInt = Field(1, ge=1, le=1)
     stream: StrictBool = False
-    markers: dict[str, str | int | float] | None = None
+    markers: MarkerValues | None = None
     treasure_mode: Literal["conditioning", "controlling", "fixed"] | None = None
     treasure_strict: StrictBool = False
 
@@ -139,8 +160,8 @@ class ChatRequest(BaseModel):
     @field_validator("messages")
     @classmethod
     def _last_is_user(cls, messages: list[Message]) -> list[Message]:
-        if messages[-1].role != "user":
-            raise ValueError("the last message must have role 'user'")
+        if messages[-1].role != "user":  # a rule no JSON schema can state: a 400, like bad text
+            raise PydanticCustomError("invalid_conversation", "the last message must have role 'user'")
         return messages
 
 
@@ -152,21 +173,70 @@ def _error(
 
 
 def markers_schema(taxonomy: Taxonomy) -> dict[str, Any]:
-    """JSON schema of the `markers` field: every marker a user may set, with its values or range."""
+    """JSON schema of the `markers` field: every marker a user may set, with exactly the values accepted."""
     properties: dict[str, Any] = {}
     for name, marker in taxonomy.markers.items():
         if not marker.user_settable:
             continue
-        prop: dict[str, Any] = {"description": marker.description or name}
+        prop: dict[str, Any]
         if marker.values:
-            prop["enum"] = list(marker.values)
+            prop = {"type": "string", "enum": list(marker.values)}
+            if all(v.isdigit() for v in marker.values):  # ordinal "1".."4" may also be sent as numbers
+                prop = {"anyOf": [prop, {"type": "integer", "enum": [int(v) for v in marker.values]}]}
         else:
-            prop["type"] = "number" if marker.kind == "float" else "integer"
-            prop.update(
-                {k: v for k, v in (("minimum", marker.minimum), ("maximum", marker.maximum)) if v is not None}
-            )
-        properties[name] = prop
+            prop = {"type": "number" if marker.kind == "float" else "integer"}
+            bounds = (("minimum", marker.minimum), ("maximum", marker.maximum))
+            prop.update({k: v for k, v in bounds if v is not None})
+        properties[name] = {**prop, "description": marker.description or name}
     return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+def check_markers(markers: Mapping[str, Any], taxonomy: Taxonomy) -> None:
+    """Markers of a request must match `markers_schema` exactly (the CLI is lenient: case, numbers as
+    text); unknown or not user-settable names are left to `Taxonomy.user_markers`, which names them."""
+    for name, value in markers.items():
+        if name not in taxonomy or not taxonomy[name].user_settable:
+            continue
+        marker = taxonomy[name]
+        if isinstance(value, bool):
+            ok = False
+        elif marker.values:
+            ok = (isinstance(value, str) and value in marker.values) or (
+                isinstance(value, int) and str(value) in marker.values
+            )
+        elif marker.kind == "integer":
+            ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        else:
+            ok = isinstance(value, int | float)
+        if not ok:
+            valid = ", ".join(marker.values) if marker.values else f"a JSON {marker.kind}"
+            raise MarkerError(f"invalid value {value!r} for marker '{name}'; valid: {valid}")
+    taxonomy.user_markers(markers)  # unknown names, settable, ranges
+
+
+def request_model(taxonomy: Taxonomy) -> type[ChatRequest]:
+    """`ChatRequest` whose schema lists the taxonomy's settable markers (values: `check_markers`)."""
+    described = {"anyOf": [markers_schema(taxonomy), {"type": "null"}], "default": None, "title": "Markers"}
+
+    def describe(schema: dict[str, Any]) -> None:
+        schema.clear()
+        schema.update(described)
+
+    markers_field = (MarkerValues | None, Field(None, json_schema_extra=describe))
+    return create_model("ChatRequest", __base__=ChatRequest, markers=markers_field)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/json": {}}}
+    for code, text in (
+        (400, "malformed request, text that is not Unicode, or prompt + max_tokens over the context"),
+        (401, "missing or wrong API key"),
+        (413, "request body too large"),
+        (422, "invalid field or marker"),
+        (503, "too many requests in flight (see Retry-After)"),
+        (504, "request time limit exceeded"),
+    )
+}
 
 
 class BodyLimit:
@@ -239,7 +309,7 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
     app.state.admission = admission
     created = int(time.time())
     context = getattr(generator.backend, "context_length", None)
-    marker_props = markers_schema(generator.taxonomy)
+    chat_request = request_model(generator.taxonomy)
 
     def check_key(request: Request) -> None:
         if config.api_key is None:
@@ -260,8 +330,9 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in errors
         )
-        # text that is not Unicode is a malformed request (400), not a semantic one (422)
-        status = 400 if any(e["type"] == "invalid_text" for e in errors) else 422
+        # text that is not Unicode, or a conversation not ending with a user turn, is a malformed request
+        # (400); a field that breaks the schema is 422
+        status = 400 if any(e["type"] in ("invalid_text", "invalid_conversation") for e in errors) else 422
         return _error(status, f"invalid request: {problems}")
 
     @app.exception_handler(MarkerError)
@@ -281,14 +352,11 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
         card = {"id": generator.name, "object": "model", "created": created, "owned_by": "treasure"}
         return {"object": "list", "data": [card]}
 
-    @app.post(
-        "/v1/chat/completions",
-        dependencies=[Depends(check_key)],
-        response_model=None,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"}},
-        openapi_extra={"x-treasure-markers": marker_props},
-    )
     async def chat(body: ChatRequest, request: Request) -> Any:
+        if body.markers and body.treasure_mode == "conditioning":  # schema-valid, contradictory: 400
+            return _error(400, "conditioning mode takes no markers; use mode 'controlling' to set markers")
+        if body.markers:
+            check_markers(body.markers, generator.taxonomy)
         mode = body.treasure_mode or ("controlling" if body.markers else "conditioning")
         gen_config = GenerationConfig(
             max_new_tokens=body.max_completion_tokens or body.max_tokens or defaults.max_new_tokens,
@@ -362,6 +430,16 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
             "treasure": _treasure(result),
         }
 
+    chat.__annotations__["body"] = chat_request  # the schema then lists this taxonomy's markers
+    app.post(
+        "/v1/chat/completions",
+        dependencies=[Depends(check_key)],
+        response_model=None,
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"},
+            **ERROR_RESPONSES,
+        },
+    )(chat)
     return app
 
 
