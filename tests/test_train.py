@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from treasure import template
@@ -150,7 +151,7 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(
     train(config)
     report = json.loads((out / "train.json").read_text())
     assert report["steps"] == 12
-    assert report["losses"]["initial_eval"] is None  # resumed: no fresh start to compare with
+    assert report["losses"]["initial_eval"] is not None  # kept from the first attempt
     assert not (out / "checkpoints").exists() and not work_dir(out).exists()
     assert AutoModelForCausalLM.from_pretrained(out).num_parameters() == report["n_parameters"]
 
@@ -232,3 +233,33 @@ def test_a_failed_run_leaves_an_existing_model_dir_byte_identical(
     assert _snapshot(out) != before
     assert json.loads((out / "train.json").read_text())["steps"] == 2
     assert not list(tmp_path.glob(".m.*"))  # no work dir or old copy left beside it
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(
+    tiny_train_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import treasure.train as train_module
+
+    straight = train(quick(tiny_train_dir, tmp_path / "straight", max_steps=12, save_steps=100))
+    real = train_module.make_trainer
+
+    def with_sigint(cfg):
+        trainer, meta = real(cfg)
+        trainer.add_callback(SigintAt(5))
+        return trainer, meta
+
+    monkeypatch.setattr(train_module, "make_trainer", with_sigint)
+    config = quick(tiny_train_dir, tmp_path / "resumed", max_steps=12, save_steps=100)
+    with pytest.raises(TrainingInterrupted):
+        train(config)
+    monkeypatch.setattr(train_module, "make_trainer", real)
+    config.resume = True
+    resumed = train(config)
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    diffs = {name: (a[name] - b[name]).abs().max().item() for name in a}
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] == 0.0, (worst, diffs[worst])
+    report_a, report_b = (json.loads((d / "train.json").read_text()) for d in (straight, resumed))
+    assert report_a["losses"]["initial_eval"] is not None
+    for key in ("steps", "losses", "n_train_rows", "data_sha256", "train_tokens"):
+        assert report_a[key] == report_b[key], key

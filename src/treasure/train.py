@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import shutil
 import signal
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 import yaml
 from transformers import (
@@ -421,9 +423,7 @@ def train(config: TrainConfig) -> Path:
         raise
     checkpoints = work / CHECKPOINTS
     resume_from = get_last_checkpoint(str(checkpoints)) if config.resume else None
-    losses: dict[str, float | None] = {"initial_eval": None}
-    if config.eval_before and trainer.eval_dataset is not None and resume_from is None:
-        losses["initial_eval"] = trainer.evaluate()["eval_loss"]
+    losses = {"initial_eval": initial_eval(trainer, config, work, resume_from is not None)}
     result = trainer.train(resume_from_checkpoint=resume_from)
     interrupt = next(c for c in trainer.callback_handler.callbacks if isinstance(c, InterruptCallback))
     if interrupt.interrupted:
@@ -434,21 +434,45 @@ def train(config: TrainConfig) -> Path:
         )
     if trainer.eval_dataset is not None:
         losses["final_eval"] = trainer.evaluate()["eval_loss"]
-    losses["final_train"] = _last_train_loss(trainer.state.log_history, result.training_loss)
+    losses["final_train"] = final_train_loss(trainer, config)
     save_model_dir(trainer, config, work)
     write_metadata(trainer, config, meta, losses, result.metrics)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         if not config.keep_checkpoints and checkpoints.is_dir():
             shutil.rmtree(checkpoints)
+        (work / INITIAL_EVAL).unlink(missing_ok=True)
         io.replace_dir(work, out)
     trainer.accelerator.wait_for_everyone()
     return out
 
 
-def _last_train_loss(history: list[dict[str, Any]], fallback: float) -> float:
-    losses = [h["loss"] for h in history if "loss" in h]
-    return float(losses[-1]) if losses else float(fallback)
+INITIAL_EVAL = "initial_eval.json"
+
+
+def initial_eval(trainer: SFTTrainer, config: TrainConfig, work: Path, resumed: bool) -> float | None:
+    """Validation loss before training (`eval_before`), kept in the work dir so a resumed run reports
+    the same. The RNG state is put back afterwards, so evaluating changes nothing that training draws."""
+    record = work / INITIAL_EVAL
+    if resumed:
+        return json.loads(record.read_text(encoding="utf-8"))["loss"] if record.is_file() else None
+    if not (config.eval_before and trainer.eval_dataset is not None):
+        return None
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    loss = trainer.evaluate()["eval_loss"]
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+    io.atomic_write_text(record, json.dumps({"loss": loss}) + "\n")
+    return loss
+
+
+def final_train_loss(trainer: SFTTrainer, config: TrainConfig) -> float:
+    """Loss of the trained model on the first `max_eval_rows` training rows (a function of the final
+    weights, unlike the last logged loss, whose window a resume splits)."""
+    rows = trainer.train_dataset
+    rows = rows.select(range(min(config.max_eval_rows or len(rows), len(rows))))
+    return trainer.evaluate(eval_dataset=rows, metric_key_prefix="train")["train_loss"]
 
 
 def save_model_dir(trainer: SFTTrainer, config: TrainConfig, out: Path) -> None:
