@@ -67,6 +67,8 @@ class ServeConfig:
     max_queue: int = 16  # requests admitted at once (generating or waiting for the model); more get 503
     request_timeout_s: float = 120.0  # from admission to the last token
     drain_s: float = 10.0  # on SIGTERM, in-flight requests get this long before they are stopped
+    turn_tokens: int = 16  # transformers backend: a generation hands the model over after this many
+    # tokens while another request waits (0: each runs to its end, first come first served)
 
     def __post_init__(self) -> None:
         problems = [
@@ -77,6 +79,7 @@ class ServeConfig:
                 ("max_queue", self.max_queue >= 1, "at least 1"),
                 ("request_timeout_s", self.request_timeout_s > 0, "above 0"),
                 ("drain_s", self.drain_s >= 0, "0 or more"),
+                ("turn_tokens", self.turn_tokens >= 0, "0 (off) or more"),
             )
             if not ok
         ]
@@ -508,7 +511,8 @@ def serve(model_dir: str | Path, config: ServeConfig | None = None) -> None:
     import uvicorn
 
     config = config or ServeConfig()
-    generator = Generator.from_model_dir(model_dir, backend=config.backend)
+    options = {"turn_tokens": config.turn_tokens} if config.backend == "transformers" else {}
+    generator = Generator.from_model_dir(model_dir, backend=config.backend, **options)
     app = create_app(generator, config)
     server = uvicorn.Server(
         uvicorn.Config(

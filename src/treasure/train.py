@@ -447,23 +447,27 @@ def train(config: TrainConfig) -> Path:
     return out
 
 
-INITIAL_EVAL = "initial_eval.json"
+INITIAL_EVAL = "initial_eval.pt"
 
 
 def initial_eval(trainer: SFTTrainer, config: TrainConfig, work: Path, resumed: bool) -> float | None:
-    """Validation loss before training (`eval_before`), kept in the work dir so a resumed run reports
-    the same. The RNG state is put back afterwards, so evaluating changes nothing that training draws."""
+    """Validation loss before training (`eval_before`). It is kept in the work dir with the RNG state it
+    left behind (evaluating draws random numbers), and a resumed run, which does not evaluate again,
+    starts from that state: it then draws the same batches and reports the same loss."""
     record = work / INITIAL_EVAL
     if resumed:
-        return json.loads(record.read_text(encoding="utf-8"))["loss"] if record.is_file() else None
+        if not record.is_file():
+            return None
+        saved = torch.load(record, weights_only=False)
+        random.setstate(saved["python"])
+        np.random.set_state(saved["numpy"])
+        torch.set_rng_state(saved["torch"])
+        return saved["loss"]
     if not (config.eval_before and trainer.eval_dataset is not None):
         return None
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
     loss = trainer.evaluate()["eval_loss"]
-    random.setstate(states[0])
-    np.random.set_state(states[1])
-    torch.set_rng_state(states[2])
-    io.atomic_write_text(record, json.dumps({"loss": loss}) + "\n")
+    state = {"loss": loss, "python": random.getstate(), "numpy": np.random.get_state()}
+    torch.save({**state, "torch": torch.get_rng_state()}, record)
     return loss
 
 

@@ -8,15 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    StoppingCriteria,
-    StoppingCriteriaList,
-    TextIteratorStreamer,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
 from treasure.backends import Completion, GenerationConfig, Stop
+from treasure.backends.turns import TurnLock, TurnStreamer, generate_in_turns
 from treasure.errors import TreasureError
 
 
@@ -32,9 +27,11 @@ class _StopWhenRequested(StoppingCriteria):
 
 
 class TransformersBackend:
-    """Wraps a causal LM and its tokenizer; one generate call at a time (a lock guards the seeded RNG)."""
+    """Wraps a causal LM and its tokenizer. Generations take the model in turns (`backends.turns`): a
+    single prompt hands it over every `turn_tokens` tokens while another waits (0: never); a batch runs in
+    one turn."""
 
-    def __init__(self, model_dir: str | Path, device: str | None = None) -> None:
+    def __init__(self, model_dir: str | Path, device: str | None = None, turn_tokens: int = 16) -> None:
         path = Path(model_dir)
         if not (path / "config.json").is_file():
             raise TreasureError(f"{path}: not a model dir (no config.json); make one with `treasure train`")
@@ -49,7 +46,8 @@ class TransformersBackend:
             eos = self.tokenizer.eos_token_id
         self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos])
         self.context_length: int | None = getattr(self.model.config, "max_position_embeddings", None)
-        self._lock = threading.Lock()
+        self.turn_tokens = turn_tokens
+        self._turns = TurnLock()
 
     def _generate_kwargs(self, config: GenerationConfig, stop: Stop | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -78,14 +76,27 @@ class TransformersBackend:
 
         `stop` ends it early; a request whose stop came while it waited for the model is not started.
         """
-        inputs = self._encode(texts)
-        with self._lock, torch.no_grad():
-            if stop is not None and stop.requested():
-                return [Completion(text="", n_tokens=0, finished=False) for _ in texts]
-            torch.manual_seed(config.seed)
-            generated = self.model.generate(**inputs, **self._generate_kwargs(config, stop))
-        new_tokens = generated[:, inputs["input_ids"].shape[1] :].tolist()
+        if stop is not None and stop.requested():
+            return [Completion(text="", n_tokens=0, finished=False) for _ in texts]
+        new_tokens = self._generate(self._encode(texts), config, stop).tolist()
         return [self._completion(row) for row in new_tokens]
+
+    def _generate(
+        self,
+        inputs: dict[str, torch.Tensor],
+        config: GenerationConfig,
+        stop: Stop | None,
+        streamer: TurnStreamer | None = None,
+    ) -> torch.Tensor:
+        kwargs = self._generate_kwargs(config, stop)
+        if inputs["input_ids"].shape[0] == 1 and self.turn_tokens > 0:
+            return generate_in_turns(
+                self.model, self._turns, inputs, kwargs, config.seed, self.eos_ids, self.turn_tokens, streamer
+            )
+        with self._turns, torch.no_grad():  # a batch keeps the model for one turn
+            torch.manual_seed(config.seed)
+            generated = self.model.generate(**inputs, **kwargs, streamer=streamer)
+        return generated[:, inputs["input_ids"].shape[1] :]
 
     def _completion(self, tokens: list[int]) -> Completion:
         stop = next((i for i, tok in enumerate(tokens) if tok in self.eos_ids), None)
@@ -96,24 +107,22 @@ class TransformersBackend:
         )
 
     def stream(self, text: str, config: GenerationConfig, stop: Stop | None = None) -> Iterator[str]:
-        """Yield decoded text pieces as they are generated (a worker thread runs `generate`).
+        """Yield decoded text pieces as they are generated (a worker thread runs the generation).
 
         Closing the iterator early (the client went away) stops the generation after its next token.
         """
         inputs = self._encode([text])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = TurnStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         stop = stop or Stop()
-        kwargs = self._generate_kwargs(config, stop)
         errors: list[BaseException] = []
 
         def work() -> None:
             try:
-                with self._lock, torch.no_grad():
-                    torch.manual_seed(config.seed)
-                    self.model.generate(**inputs, **kwargs, streamer=streamer)
+                self._generate(inputs, config, stop, streamer)
             except BaseException as exc:  # surfaced to the caller below
                 errors.append(exc)
-                streamer.end()
+            finally:
+                streamer.finish()
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()

@@ -28,6 +28,10 @@ def serve_command(
     max_queue: int = typer.Option(16, help="Requests in flight at once (more get 503 + Retry-After)."),
     request_timeout: float = typer.Option(120.0, help="Seconds a request may take (then 504)."),
     drain: float = typer.Option(10.0, help="On SIGTERM, seconds in-flight requests get before they stop."),
+    turn_tokens: int = typer.Option(
+        16,
+        help="transformers: hand the model to a waiting request every N tokens (0: never).",
+    ),
 ) -> None:
     """Serve /v1/chat/completions (with a `markers` extension), /v1/models and /health."""
     generation = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
@@ -41,6 +45,7 @@ def serve_command(
         max_queue=max_queue,
         request_timeout_s=request_timeout,
         drain_s=drain,
+        turn_tokens=turn_tokens,
     )
     console.print(f"serving {model_dir} on http://{host}:{port}/v1 ({backend})")
     serve(model_dir, config)
