@@ -178,3 +178,36 @@ def test_cli_build_prints_rates_and_writes_dir(tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(SystemExit) as info:
         main(["build", str(src), "-o", str(tmp_path / "u"), "--markers", "colour", "--tokenizer", "none"])
     assert info.value.code == 1 and "unknown marker 'colour'" in capsys.readouterr().err
+
+
+def test_input_fields_are_carried_into_the_training_set(tmp_path: Path) -> None:
+    from fixtures_model import short_bundled_rows
+
+    rows = short_bundled_rows(40)
+    extra = {row["id"]: {"conversation": f"c{i}", "user_meta": {"n": i}} for i, row in enumerate(rows)}
+    src = write_annotated(tmp_path / "ann.jsonl", rows)
+    annotated = [json.loads(line) for line in src.open()]
+    src.write_text("".join(json.dumps({**row, **extra[row["id"]]}) + "\n" for row in annotated))
+    out = build(src, tmp_path / "train", BuildConfig(seed=1, val_fraction=0.2, vocab_size=1000))
+    built = [json.loads(line) for name in ("train", "validation") for line in (out / f"{name}.jsonl").open()]
+    assert len(built) == 40
+    assert all({k: row[k] for k in ("conversation", "user_meta")} == extra[row["id"]] for row in built)
+
+
+def test_a_build_failing_while_writing_leaves_the_earlier_train_dir_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fixtures_model import short_bundled_rows
+
+    src = write_annotated(tmp_path / "ann.jsonl", short_bundled_rows(40))
+    out = build(src, tmp_path / "train", BuildConfig(seed=1, vocab_size=1000))
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("treasure.build.io.atomic_write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        build(src, out, BuildConfig(seed=2, vocab_size=1000))
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no work dir left

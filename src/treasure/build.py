@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import random
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -128,7 +129,10 @@ def build_rows(ds: datasets.Dataset, tax: Taxonomy, config: BuildConfig) -> Buil
         for key, value in counts.items():
             totals[key] += value
         is_val = row_rng(config.seed, "split", str(row["id"])).random() < config.val_fraction
-        splits["validation" if is_val else "train"].append({"id": str(row["id"]), "messages": messages})
+        entry = {"id": str(row["id"]), "messages": messages}
+        if io.INPUT_COLUMNS in ds.column_names:  # the input's other fields, carried through (every row)
+            entry[io.INPUT_COLUMNS] = row[io.INPUT_COLUMNS]
+        splits["validation" if is_val else "train"].append(entry)
     report = {
         "config": _jsonable(asdict(config)),
         "markers": names,
@@ -221,15 +225,21 @@ def build(input_path: str | Path, out_dir: str | Path, config: BuildConfig) -> P
     report = result.report
     report["input"] = {"path": str(input_path), "sha256": dataset_hash(ds)}
     report["template_overhead"] = template_overhead(result.train, tax, config)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, split in (("train", result.train), ("validation", result.validation)):
-        if (out / name).exists():
-            shutil.rmtree(out / name)
-        split.save_to_disk(str(out / name))
-        io.write_jsonl(list(split), out / f"{name}.jsonl")
-    tax.save(out / "taxonomy.yaml")
-    io.atomic_write_text(out / "stats.json", json.dumps(stats or {}, indent=2, ensure_ascii=False) + "\n")
-    io.atomic_write_text(out / "build.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    # written into a hidden sibling and renamed into place: a failed build leaves an earlier TRAIN_DIR whole
+    work = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        for name, split in (("train", result.train), ("validation", result.validation)):
+            split.save_to_disk(str(work / name))
+            io.write_jsonl(list(split), work / f"{name}.jsonl")
+        tax.save(work / "taxonomy.yaml")
+        stats_text = json.dumps(stats or {}, indent=2, ensure_ascii=False) + "\n"
+        io.atomic_write_text(work / "stats.json", stats_text)
+        io.atomic_write_text(work / "build.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        io.replace_dir(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 

@@ -299,8 +299,11 @@ def _per_prompt_markers(markers: Any, n: int) -> list[Mapping[str, Any] | None]:
     return markers
 
 
-def read_prompts(path: str | Path) -> list[dict[str, Any]]:
-    """Read a prompts JSONL file (rows with `prompt` and optional `id`, `markers`); errors name the line."""
+def read_prompts(path: str | Path, taxonomy: Taxonomy | None = None) -> list[dict[str, Any]]:
+    """Read a prompts JSONL file (rows with `prompt` and optional `id`, `markers`); errors name the line.
+
+    With a `taxonomy`, each row's markers are checked against it too (a bad one names file, line, field).
+    """
     rows = []
     for line, record in iter_records(path):
         if isinstance(record, DataError):
@@ -313,6 +316,11 @@ def read_prompts(path: str | Path) -> list[dict[str, Any]]:
         markers = record.get("markers")
         if markers is not None and not isinstance(markers, dict):
             raise DataError(str(path), "must be an object of marker name → value", line, "markers")
+        if markers and taxonomy is not None:
+            try:
+                taxonomy.user_markers(markers)
+            except MarkerError as exc:
+                raise DataError(str(path), str(exc), line, "markers") from None
         rows.append({"id": str(record.get("id", line)), "prompt": prompt, "markers": markers})
     return rows
 

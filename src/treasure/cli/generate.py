@@ -42,12 +42,16 @@ def generate_command(
         raise TreasureError("give exactly one of --prompt TEXT or --prompts FILE.jsonl")
     given = dict(parse_marker_args(marker)) or None
     mode = mode or ("controlling" if given else "conditioning")
-    rows = read_prompts(prompts) if prompts else [{"id": "0", "prompt": prompt, "markers": None}]
-    markers = [{**(row["markers"] or {}), **(given or {})} or None for row in rows]
     config = GenerationConfig(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size
     )
     generator = Generator.from_model_dir(model_dir, backend=backend)
+    rows = (
+        read_prompts(prompts, generator.taxonomy)
+        if prompts
+        else [{"id": "0", "prompt": prompt, "markers": None}]
+    )
+    markers = [{**(row["markers"] or {}), **(given or {})} or None for row in rows]
     texts = [row["prompt"] for row in rows]
     if prompts is not None:
         columns = (TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
