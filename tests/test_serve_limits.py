@@ -104,7 +104,7 @@ def test_an_abandoned_long_request_does_not_starve_the_next(limited_server: str)
 
 
 def test_a_short_request_overtakes_a_long_one(limited_server: str) -> None:
-    long_tokens = tokens_for(limited_server, 60)
+    long_tokens = tokens_for(limited_server, 20)
     long_reply: list[httpx.Response] = []
     worker = threading.Thread(
         target=lambda: long_reply.append(_chat(limited_server, 180, max_tokens=long_tokens))
@@ -113,7 +113,7 @@ def test_a_short_request_overtakes_a_long_one(limited_server: str) -> None:
     time.sleep(2.0)  # the long one holds the model
     began = time.monotonic()
     short = _chat(limited_server, 30, max_tokens=4)
-    assert short.status_code == 200 and time.monotonic() - began < 15
+    assert short.status_code == 200 and time.monotonic() - began < 8  # first come first served: ~18 s
     assert worker.is_alive()  # it was overtaken, not finished
     worker.join()
     assert long_reply[0].status_code == 200
