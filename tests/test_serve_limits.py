@@ -292,3 +292,16 @@ def test_schema_declares_sse_and_marker_names(client: TestClient) -> None:
         "description": markers["length_tokens"]["description"],
     }
     assert "quality" not in markers  # set by the reward model, never by a user
+
+
+def test_a_vanishing_temperature_decodes_greedily_instead_of_failing(client: TestClient) -> None:
+    # found by schemathesis: logits / 4.9e-283 overflow to inf and sampling failed with a 500
+    body = {"messages": USER, "max_tokens": 4, "temperature": 4.892633653712843e-283, "top_p": 5e-324}
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+
+
+def test_completions_refuse_prompts_without_tokens(client: TestClient) -> None:
+    # found by schemathesis: an empty prompt, or characters this test tokenizer has no token for, gave a 500
+    assert client.post("/v1/completions", json={"prompt": ""}).status_code == 422
+    response = client.post("/v1/completions", json={"prompt": "\x1b\U0010de01\x0e"})
+    assert response.status_code == 400 and "empty under this model's tokenizer" in response.text

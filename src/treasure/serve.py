@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 
 from treasure.backends import Stop
+from treasure.backends.upstream import UpstreamError
 from treasure.errors import MarkerError, TreasureError
 from treasure.generate import Generation, GenerationConfig, Generator
 from treasure.taxonomy import Taxonomy
@@ -69,6 +70,10 @@ class ServeConfig:
     drain_s: float = 10.0  # on SIGTERM, in-flight requests get this long before they are stopped
     turn_tokens: int = 16  # transformers backend: a generation hands the model over after this many
     # tokens while another request waits (0: each runs to its end, first come first served)
+    upstream: str | None = None  # an OpenAI-compatible engine's /v1 URL: it generates, treasure adds markers
+    upstream_model: str | None = None  # model name to send upstream (default: the model dir's name)
+    upstream_api_key: str | None = None
+    upstream_timeout_s: float = 60.0  # no byte from the engine for this long → 504
 
     def __post_init__(self) -> None:
         problems = [
@@ -168,6 +173,30 @@ class ChatRequest(BaseModel):
         return messages
 
 
+class CompletionRequest(BaseModel):
+    """OpenAI `/v1/completions`: raw prompt text continued as is (no chat template, no markers)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    prompt: str = Field(min_length=1)
+    temperature: float | None = Field(None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(None, gt=0, le=1, strict=True)
+    max_tokens: PositiveJsonInt | None = None
+    seed: JsonInt | None = None
+    stream: StrictBool = False
+    stop: str | list[str] | None = Field(
+        None, description="cut the text before the first of these (not with stream)"
+    )
+
+    @model_validator(mode="after")
+    def _valid_unicode(self) -> CompletionRequest:
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop or []
+        for text in [self.model or "", self.prompt, *stops]:
+            _valid_text(text)
+        return self
+
+
 def _error(
     status: int, message: str, kind: str = "invalid_request_error", headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -237,7 +266,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "request body too large"),
         (422, "invalid field or marker"),
         (503, "too many requests in flight (see Retry-After)"),
-        (504, "request time limit exceeded"),
+        (502, "the upstream engine failed or answered garbage (--upstream)"),
+        (504, "request time limit exceeded, or the upstream engine too slow"),
     )
 }
 
@@ -338,6 +368,10 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
         status = 400 if any(e["type"] in ("invalid_text", "invalid_conversation") for e in errors) else 422
         return _error(status, f"invalid request: {problems}")
 
+    @app.exception_handler(UpstreamError)
+    async def _upstream_error(request: Request, exc: UpstreamError) -> JSONResponse:
+        return _error(exc.status, str(exc), "upstream_error")
+
     @app.exception_handler(MarkerError)
     async def _marker_error(request: Request, exc: MarkerError) -> JSONResponse:
         return _error(422, str(exc))
@@ -355,14 +389,10 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
         card = {"id": generator.name, "object": "model", "created": created, "owned_by": "treasure"}
         return {"object": "list", "data": [card]}
 
-    async def chat(body: ChatRequest, request: Request) -> Any:
-        if body.markers and body.treasure_mode == "conditioning":  # schema-valid, contradictory: 400
-            return _error(400, "conditioning mode takes no markers; use mode 'controlling' to set markers")
-        if body.markers:
-            check_markers(body.markers, generator.taxonomy)
-        mode = body.treasure_mode or ("controlling" if body.markers else "conditioning")
-        gen_config = GenerationConfig(
-            max_new_tokens=body.max_completion_tokens or body.max_tokens or defaults.max_new_tokens,
+    def generation_config(body: ChatRequest | CompletionRequest) -> GenerationConfig:
+        requested = getattr(body, "max_completion_tokens", None) or body.max_tokens
+        return GenerationConfig(
+            max_new_tokens=requested or defaults.max_new_tokens,
             temperature=defaults.temperature if body.temperature is None else body.temperature,
             top_p=body.top_p or defaults.top_p,
             top_k=defaults.top_k,
@@ -370,24 +400,60 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
             seed=defaults.seed if body.seed is None else body.seed,
             batch_size=1,
         )
+
+    def over_context(prompt_tokens: int, max_new_tokens: int) -> JSONResponse | None:
+        if context is None or prompt_tokens + max_new_tokens <= context:
+            return None
+        return _error(
+            400,
+            f"the prompt has {prompt_tokens} tokens and max_tokens is {max_new_tokens}: "
+            f"together over the model's context of {context} tokens",
+            "context_length_exceeded",
+        )
+
+    def admit() -> tuple[Stop, JSONResponse | None]:
+        stop = Stop(deadline=time.monotonic() + config.request_timeout_s)
+        if admission.enter(stop):
+            return stop, None
+        busy = f"server busy ({config.max_queue} requests in flight); retry shortly"
+        return stop, _error(503, busy, "server_busy", {"Retry-After": "1"})
+
+    async def complete_guarded(request: Request, text: str, gen_config: GenerationConfig, stop: Stop) -> Any:
+        """The backend's completion of `text`, stopped if the client goes away; leaves the admission."""
+        try:
+            work = asyncio.ensure_future(
+                anyio.to_thread.run_sync(generator.backend.complete, [text], gen_config, stop)
+            )
+            while not work.done():
+                await asyncio.wait({work}, timeout=0.25)
+                if not work.done() and await request.is_disconnected():
+                    stop.cancel.set()  # the client is gone: stop generating for it
+            return work.result()[0]
+        finally:
+            admission.leave(stop)
+
+    def timed_out() -> JSONResponse:
+        limit = f"generation exceeded the request time limit of {config.request_timeout_s:g} s"
+        return _error(504, limit, "timeout")
+
+    async def chat(body: ChatRequest, request: Request) -> Any:
+        if body.markers and body.treasure_mode == "conditioning":  # schema-valid, contradictory: 400
+            return _error(400, "conditioning mode takes no markers; use mode 'controlling' to set markers")
+        if body.markers:
+            check_markers(body.markers, generator.taxonomy)
+        mode = body.treasure_mode or ("controlling" if body.markers else "conditioning")
+        gen_config = generation_config(body)
         history = [m.model_dump() for m in body.messages[:-1]]
         prompt = body.messages[-1].content
         # validate now, so a bad marker is a 422 before any streaming starts
         prepared = generator.prepare(prompt, mode, body.markers, body.treasure_strict, history)
         prompt_tokens = generator.backend.count_tokens(prepared.text)
-        if context is not None and prompt_tokens + gen_config.max_new_tokens > context:
-            return _error(
-                400,
-                f"the prompt has {prompt_tokens} tokens and max_tokens is {gen_config.max_new_tokens}: "
-                f"together over the model's context of {context} tokens",
-                "context_length_exceeded",
-            )
-        stop = Stop(deadline=time.monotonic() + config.request_timeout_s)
-        if not admission.enter(stop):
-            return _error(
-                503, f"server busy ({config.max_queue} requests in flight); retry shortly",
-                "server_busy", {"Retry-After": "1"},
-            )  # fmt: skip
+        refused = over_context(prompt_tokens, gen_config.max_new_tokens)
+        if refused is not None:
+            return refused
+        stop, refused = admit()
+        if refused is not None:
+            return refused
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if body.stream:
             pieces = generator.stream(
@@ -395,23 +461,9 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
             )
             events = _sse(pieces, completion_id, generator.name, stop, admission, config.request_timeout_s)
             return StreamingResponse(events, media_type="text/event-stream")
-        try:
-            work = asyncio.ensure_future(
-                anyio.to_thread.run_sync(generator.backend.complete, [prepared.text], gen_config, stop)
-            )
-            while not work.done():
-                await asyncio.wait({work}, timeout=0.25)
-                if not work.done() and await request.is_disconnected():
-                    stop.cancel.set()  # the client is gone: stop generating for it
-            completion = work.result()[0]
-        finally:
-            admission.leave(stop)
+        completion = await complete_guarded(request, prepared.text, gen_config, stop)
         if stop.timed_out() and not completion.finished:
-            return _error(
-                504,
-                f"generation exceeded the request time limit of {config.request_timeout_s:g} s",
-                "timeout",
-            )
+            return timed_out()
         result = generator.finish(prepared, completion)
         return {
             "id": completion_id,
@@ -431,6 +483,59 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
                 "total_tokens": prompt_tokens + result.n_tokens,
             },
             "treasure": _treasure(result),
+        }
+
+    @app.post(
+        "/v1/completions",
+        dependencies=[Depends(check_key)],
+        response_model=None,
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"},
+            **ERROR_RESPONSES,
+        },
+    )
+    async def completions(body: CompletionRequest, request: Request) -> Any:
+        """Continue raw prompt text (what a marker layer in front of this server sends, `--upstream`)."""
+        if body.stream and body.stop:
+            return _error(400, "stop sequences are supported without stream only")
+        gen_config = generation_config(body)
+        prompt_tokens = generator.backend.count_tokens(body.prompt)
+        if prompt_tokens == 0:  # text the tokenizer has no token for
+            return _error(400, "the prompt is empty under this model's tokenizer")
+        refused = over_context(prompt_tokens, gen_config.max_new_tokens)
+        if refused is not None:
+            return refused
+        stop, refused = admit()
+        if refused is not None:
+            return refused
+        completion_id = f"cmpl-{uuid.uuid4().hex}"
+        if body.stream:
+            pieces = generator.backend.stream(body.prompt, gen_config, stop)
+            events = _text_sse(
+                pieces, completion_id, generator.name, stop, admission, gen_config, generator.backend
+            )
+            return StreamingResponse(events, media_type="text/event-stream")
+        completion = await complete_guarded(request, body.prompt, gen_config, stop)
+        if stop.timed_out() and not completion.finished:
+            return timed_out()
+        text, cut = _cut_at_stop(completion.text, body.stop)
+        return {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": generator.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": text,
+                    "finish_reason": "stop" if completion.finished or cut else "length",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion.n_tokens,
+                "total_tokens": prompt_tokens + completion.n_tokens,
+            },
         }
 
     chat.__annotations__["body"] = chat_request  # the schema then lists this taxonomy's markers
@@ -459,6 +564,45 @@ def _treasure(result: Generation) -> dict[str, Any]:
     }
 
 
+def _cut_at_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
+    stops = [stop] if isinstance(stop, str) else [s for s in stop or [] if s]
+    cuts = [text.find(s) for s in stops if s and s in text]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+async def _text_sse(
+    pieces: Iterator[str],
+    completion_id: str,
+    model: str,
+    stop: Stop,
+    admission: Admission,
+    gen_config: GenerationConfig,
+    backend: Any,
+) -> AsyncIterator[str]:
+    """SSE events of a raw text completion; the last one carries `finish_reason` and `usage`."""
+
+    def event(text: str, finish: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "text": text, "finish_reason": finish}
+        body = {"id": completion_id, "object": "text_completion", "created": int(time.time()), "model": model}
+        return f"data: {json.dumps({**body, 'choices': [choice], **extra}, ensure_ascii=False)}\n\n"
+
+    done, parts = object(), []
+    try:
+        while (piece := await anyio.to_thread.run_sync(next, pieces, done)) is not done:
+            parts.append(piece)
+            yield event(piece)
+        n_tokens = backend.count_tokens("".join(parts))
+        finished = n_tokens < gen_config.max_new_tokens and not stop.requested()
+        usage = {"completion_tokens": n_tokens}
+        yield event("", "stop" if finished else "length", usage=usage)
+        yield "data: [DONE]\n\n"
+    finally:
+        stop.cancel.set()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_close, pieces)
+        admission.leave(stop)
+
+
 async def _sse(
     pieces: Iterator[str | Generation],
     completion_id: str,
@@ -483,7 +627,11 @@ async def _sse(
     done = object()
     try:
         yield chunk({"role": "assistant", "content": ""})
-        while (item := await anyio.to_thread.run_sync(next, pieces, done)) is not done:
+        while (item := await _next_or_error(pieces, done)) is not done:
+            if isinstance(item, UpstreamError):
+                error = {"message": str(item), "type": "upstream_error", "code": item.status}
+                yield f"data: {json.dumps({'error': error})}\n\n"
+                break
             if isinstance(item, Generation):
                 if stop.timed_out() and not item.finished:
                     message = f"generation exceeded the request time limit of {timeout_s:g} s"
@@ -500,6 +648,14 @@ async def _sse(
         admission.leave(stop)
 
 
+async def _next_or_error(pieces: Iterator[Any], done: object) -> Any:
+    """The next item, `done` at the end, or the `UpstreamError` that ended the stream."""
+    try:
+        return await anyio.to_thread.run_sync(next, pieces, done)
+    except UpstreamError as exc:
+        return exc
+
+
 def _close(pieces: Iterator[Any]) -> None:
     close = getattr(pieces, "close", None)
     if close is not None:
@@ -511,8 +667,18 @@ def serve(model_dir: str | Path, config: ServeConfig | None = None) -> None:
     import uvicorn
 
     config = config or ServeConfig()
-    options = {"turn_tokens": config.turn_tokens} if config.backend == "transformers" else {}
-    generator = Generator.from_model_dir(model_dir, backend=config.backend, **options)
+    backend, options = config.backend, {}
+    if config.upstream:
+        backend = "upstream"
+        options = {
+            "url": config.upstream,
+            "model": config.upstream_model,
+            "api_key": config.upstream_api_key,
+            "timeout_s": config.upstream_timeout_s,
+        }
+    elif backend == "transformers":
+        options = {"turn_tokens": config.turn_tokens}
+    generator = Generator.from_model_dir(model_dir, backend=backend, **options)
     app = create_app(generator, config)
     server = uvicorn.Server(
         uvicorn.Config(

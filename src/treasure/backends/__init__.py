@@ -14,6 +14,9 @@ from treasure.errors import TreasureError
 BACKENDS = ("transformers", "vllm")
 
 
+SAMPLING_EPS = 1e-5  # temperatures below this decode greedily (as vLLM does): logits / 1e-300 overflow
+
+
 @dataclass
 class GenerationConfig:
     """Decoding options shared by every backend (temperature 0 means greedy; same seed, same output).
@@ -103,6 +106,10 @@ def load_backend(name: str, model_dir: str | Path, **options: Any) -> Backend:
         from treasure.backends.vllm_backend import VLLMBackend
 
         return VLLMBackend(model_dir, **options)
+    if name == "upstream":
+        from treasure.backends.upstream import UpstreamBackend
+
+        return UpstreamBackend(model_dir, **options)
     from treasure.errors import TreasureError
 
     raise TreasureError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
-from treasure.backends import Completion, GenerationConfig, Stop
+from treasure.backends import SAMPLING_EPS, Completion, GenerationConfig, Stop
 from treasure.backends.turns import TurnLock, TurnStreamer, generate_in_turns
 from treasure.errors import TreasureError
 
@@ -56,7 +56,7 @@ class TransformersBackend:
             "eos_token_id": sorted(self.eos_ids),
             "repetition_penalty": config.repetition_penalty,
         }
-        if config.temperature > 0:
+        if config.temperature >= SAMPLING_EPS:
             kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
             kwargs["top_k"] = config.top_k or None
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -28,6 +29,18 @@ def serve_command(
     max_queue: int = typer.Option(16, help="Requests in flight at once (more get 503 + Retry-After)."),
     request_timeout: float = typer.Option(120.0, help="Seconds a request may take (then 504)."),
     drain: float = typer.Option(10.0, help="On SIGTERM, seconds in-flight requests get before they stop."),
+    upstream: str | None = typer.Option(
+        None,
+        help="Base URL (…/v1) of an OpenAI-compatible engine (vLLM, llama.cpp server, …) that generates; "
+        "treasure adds the marker layer. MODEL_DIR then only provides tokenizer, chat template, taxonomy.",
+    ),
+    upstream_model: str | None = typer.Option(
+        None, help="Model name sent upstream (default: MODEL_DIR's name)."
+    ),
+    upstream_api_key_env: str = typer.Option(
+        "UPSTREAM_API_KEY", help="Environment variable holding the engine's API key (if it needs one)."
+    ),
+    upstream_timeout: float = typer.Option(60.0, help="Seconds without a byte from the engine → 504."),
     turn_tokens: int = typer.Option(
         16,
         help="transformers: hand the model to a waiting request every N tokens (0: never).",
@@ -46,8 +59,13 @@ def serve_command(
         request_timeout_s=request_timeout,
         drain_s=drain,
         turn_tokens=turn_tokens,
+        upstream=upstream,
+        upstream_model=upstream_model,
+        upstream_api_key=os.environ.get(upstream_api_key_env),
+        upstream_timeout_s=upstream_timeout,
     )
-    console.print(f"serving {model_dir} on http://{host}:{port}/v1 ({backend})")
+    engine = f"upstream {upstream}" if upstream else backend
+    console.print(f"serving {model_dir} on http://{host}:{port}/v1 ({engine})")
     serve(model_dir, config)
 
 
