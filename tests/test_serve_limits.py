@@ -305,3 +305,10 @@ def test_completions_refuse_prompts_without_tokens(client: TestClient) -> None:
     assert client.post("/v1/completions", json={"prompt": ""}).status_code == 422
     response = client.post("/v1/completions", json={"prompt": "\x1b\U0010de01\x0e"})
     assert response.status_code == 400 and "empty under this model's tokenizer" in response.text
+
+
+def test_seeds_beyond_64_bits_are_422_not_500(client: TestClient) -> None:
+    # found by schemathesis: torch.manual_seed(32589158477190044729) raised and gave a 500
+    body = {"messages": USER, "max_tokens": 4, "seed": 32589158477190044729}
+    assert client.post("/v1/chat/completions", json=body).status_code == 422
+    assert client.post("/v1/completions", json={"prompt": "Hi", "seed": 2**64}).status_code == 422

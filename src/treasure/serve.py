@@ -47,7 +47,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 
-from treasure.backends import Stop
+from treasure.backends import MAX_SEED, Stop
 from treasure.backends.upstream import UpstreamError
 from treasure.errors import MarkerError, TreasureError
 from treasure.generate import Generation, GenerationConfig, Generator
@@ -115,6 +115,7 @@ def _json_int(value: Any) -> Any:
 JsonInt = Annotated[int, BeforeValidator(_json_int)]
 # (the constraint before the validator, so the schema says "minimum")
 PositiveJsonInt = Annotated[int, Field(ge=1), BeforeValidator(_json_int)]
+SeedInt = Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(_json_int)]
 MarkerValues = dict[str, StrictStr | StrictInt | StrictFloat]
 
 
@@ -151,7 +152,7 @@ class ChatRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1, strict=True)
     max_tokens: PositiveJsonInt | None = None
     max_completion_tokens: PositiveJsonInt | None = None
-    seed: JsonInt | None = None
+    seed: SeedInt | None = None
     n: JsonInt = Field(1, ge=1, le=1)
     stream: StrictBool = False
     markers: MarkerValues | None = None
@@ -183,7 +184,7 @@ class CompletionRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2, strict=True)
     top_p: float | None = Field(None, gt=0, le=1, strict=True)
     max_tokens: PositiveJsonInt | None = None
-    seed: JsonInt | None = None
+    seed: SeedInt | None = None
     stream: StrictBool = False
     stop: str | list[str] | None = Field(
         None, description="cut the text before the first of these (not with stream)"

@@ -14,6 +14,7 @@ from treasure.errors import TreasureError
 BACKENDS = ("transformers", "vllm")
 
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
 SAMPLING_EPS = 1e-5  # temperatures below this decode greedily (as vLLM does): logits / 1e-300 overflow
 
 
@@ -42,6 +43,7 @@ class GenerationConfig:
                 ("top_k", self.top_k >= 0, "0 (off) or more"),
                 ("repetition_penalty", self.repetition_penalty > 0, "above 0 (1.0 = off)"),
                 ("batch_size", self.batch_size >= 1, "at least 1"),
+                ("seed", 0 <= self.seed <= MAX_SEED, f"in [0, {MAX_SEED}]"),
             )
             if not ok
         ]
