@@ -47,7 +47,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 
-from treasure.backends import MAX_SEED, Stop
+from treasure.backends import Stop
 from treasure.backends.upstream import UpstreamError
 from treasure.errors import MarkerError, TreasureError
 from treasure.generate import Generation, GenerationConfig, Generator
@@ -115,7 +115,8 @@ def _json_int(value: Any) -> Any:
 JsonInt = Annotated[int, BeforeValidator(_json_int)]
 # (the constraint before the validator, so the schema says "minimum")
 PositiveJsonInt = Annotated[int, Field(ge=1), BeforeValidator(_json_int)]
-SeedInt = Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(_json_int)]
+# Seeds up to 2**53 - 1: larger JSON integers compare inexactly in JSON Schema validators (as doubles)
+SeedInt = Annotated[int, Field(ge=0, le=2**53 - 1), BeforeValidator(_json_int)]
 MarkerValues = dict[str, StrictStr | StrictInt | StrictFloat]
 
 
