@@ -173,15 +173,18 @@ def test_cli_writes_outputs_and_rejects_bad_rows(tmp_path, sample_jsonl, capsys)
     src.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out.jsonl"
     out.write_text("an earlier good output\n")
+    command = ["annotate", str(src), "-o", str(out), "--source", "Human", "--quiet"]
+    with pytest.raises(SystemExit) as done:
+        main(command)
+    assert done.value.code == 1
+    assert "exists; add --overwrite" in capsys.readouterr().err
     with pytest.raises(SystemExit) as done:  # 2 of 7 rows rejected: over the default 1%
-        main(["annotate", str(src), "-o", str(out), "--source", "Human", "--quiet"])
+        main([*command, "--overwrite"])
     assert done.value.code == 1
     assert out.read_text() == "an earlier good output\n"
     assert "2 of 7 rows rejected" in capsys.readouterr().err
     with pytest.raises(SystemExit) as done:
-        main(
-            ["annotate", str(src), "-o", str(out), "--source", "Human", "--quiet", "--max-reject-rate", "0.5"]
-        )
+        main([*command, "--overwrite", "--max-reject-rate", "0.5"])
     assert done.value.code == 0
     assert "2 input rows rejected" in capsys.readouterr().err  # said even with --quiet
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -206,8 +206,10 @@ def test_a_build_failing_while_writing_leaves_the_earlier_train_dir_whole(
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
+    with pytest.raises(TreasureError, match="already holds a training set; add --overwrite"):
+        build(src, out, BuildConfig(seed=2, vocab_size=1000))
     monkeypatch.setattr("treasure.build.io.atomic_write_text", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        build(src, out, BuildConfig(seed=2, vocab_size=1000))
+        build(src, out, BuildConfig(seed=2, vocab_size=1000), overwrite=True)
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no work dir left

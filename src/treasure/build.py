@@ -217,9 +217,14 @@ def _strip_templates(messages: list[dict[str, str]], tax: Taxonomy) -> list[dict
     return out
 
 
-def build(input_path: str | Path, out_dir: str | Path, config: BuildConfig) -> Path:
-    """Build TRAIN_DIR from annotated data: splits (HF dirs + JSONL), build.json, taxonomy, stats."""
+def build(input_path: str | Path, out_dir: str | Path, config: BuildConfig, overwrite: bool = False) -> Path:
+    """Build TRAIN_DIR from annotated data: splits (HF dirs + JSONL), build.json, taxonomy, stats.
+
+    An existing, non-empty TRAIN_DIR is replaced only with `overwrite`, once the new one is complete.
+    """
     input_path, out = Path(input_path), Path(out_dir)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise TreasureError(f"{out}: already holds a training set; add --overwrite to replace it")
     ds, tax, stats = load_annotated(input_path)
     result = build_rows(ds, tax, config)
     report = result.report

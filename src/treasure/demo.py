@@ -238,7 +238,8 @@ def annotate_stage(data_file: Path, out: Path, console: Console) -> dict[str, An
     """Annotate with the embedded annotators (quantile length buckets) and print the distribution."""
     from treasure.annotate import AnnotateConfig, AnnotateFileConfig, annotate_file
 
-    config = AnnotateFileConfig(annotate=AnnotateConfig(length_buckets="quantile", num_proc=2, progress=True))
+    annotate = AnnotateConfig(length_buckets="quantile", num_proc=2, progress=True)
+    config = AnnotateFileConfig(annotate=annotate, overwrite=True)  # a stage is redone whole
     stats = annotate_file(data_file, out / "rows.jsonl", config)
     console.print(marker_table(stats))
     return {"rows": stats.get("n_rows"), "thresholds": stats.get("thresholds")}
@@ -287,6 +288,7 @@ def build_stage(annotated: Path, out: Path, baseline: bool, config: DemoConfig) 
             seed=config.seed,
             tokenizer=None if baseline else models.resolve(spec.model),  # "tiny" stays "tiny"
         ),
+        overwrite=True,  # a stage is redone whole
     )
     report = json.loads((out / "build.json").read_text(encoding="utf-8"))
     return {k: report.get(k) for k in ("n_train", "realised", "template_overhead") if k in report}

@@ -371,6 +371,7 @@ class AnnotateFileConfig:
     resume: bool = False
     keep_work_dir: bool = False
     max_reject_rate: float = 0.01  # more rejected input rows than this share: fail, keeping old output
+    overwrite: bool = False  # replace an existing OUTPUT (else refused, unless resuming)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
 
     def __post_init__(self) -> None:
@@ -386,6 +387,10 @@ def sidecar(output: Path, suffix: str) -> Path:
 def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) -> dict[str, Any]:
     """Read, annotate and write OUTPUT, OUTPUT.stats.json, OUTPUT.taxonomy.yaml (+ OUTPUT.rejects.jsonl)."""
     began = time.perf_counter()
+    if output.exists() and not (config.overwrite or config.resume):
+        raise TreasureError(
+            f"{output}: exists; add --overwrite to replace it (kept until the new one is written)"
+        )
     rejects = sidecar(output, ".rejects.jsonl")
     loaded = io.load(
         input_path,

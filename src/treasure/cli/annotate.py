@@ -65,6 +65,9 @@ def annotate_command(
         1000, "--shard-size", help="Rows per shard written to OUTPUT.work/ (resume unit)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Skip shards a killed run already finished."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing OUTPUT (kept until the new one is written)."
+    ),
     keep_work: bool = typer.Option(
         False, "--keep-work", help="Keep OUTPUT.work/ (finished shards) after the run."
     ),
@@ -147,6 +150,7 @@ def annotate_command(
             preset=preset,
             fields=dict(parse_marker_args(field)),
             resume=resume,
+            overwrite=overwrite,
             keep_work_dir=keep_work,
             max_reject_rate=max_reject_rate,
             annotate=config,

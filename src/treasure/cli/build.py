@@ -24,6 +24,9 @@ def build_command(
     tokenizer: str = typer.Option(
         "tiny", help="Tokenizer for the overhead report: tiny, a local model dir, or none."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing TRAIN_DIR (kept until the new one is complete)."
+    ),
 ) -> None:
     """Build TRAIN_DIR: chat messages with markers (dropout in the prompt, full template in the answer)."""
     names = tuple(n.strip() for n in markers.split(",") if n.strip()) if markers else None
@@ -36,7 +39,7 @@ def build_command(
         val_fraction=val_fraction,
         tokenizer=None if tokenizer == "none" else tokenizer,
     )
-    out = build(annotated, output, config)
+    out = build(annotated, output, config, overwrite=overwrite)
     report = read_json(out / "build.json")
     console.print(
         f"[green]built[/] {out}: {report['n_train']} train, {report['n_validation']} validation rows"
