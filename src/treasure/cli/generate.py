@@ -36,10 +36,15 @@ def generate_command(
     backend: str = typer.Option("transformers", help="transformers or vllm."),
     show_markers: bool = typer.Option(False, "--show-markers", help="Print the markers beside the answer."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write JSON lines here (default: stdout)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Generate answers; writes `id, prompt, response, markers, markers_error` per prompt."""
     if (prompt is None) == (prompts is None):
         raise TreasureError("give exactly one of --prompt TEXT or --prompts FILE.jsonl")
+    if out is not None and out.exists() and not overwrite:
+        raise TreasureError(
+            f"{out}: exists; add --overwrite to replace it (kept until the new one is written)"
+        )
     given = dict(parse_marker_args(marker)) or None
     mode = mode or ("controlling" if given else "conditioning")
     config = GenerationConfig(
