@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,14 +63,10 @@ def llm_endpoint(random_model_dir: Path) -> Iterator[tuple[str, str]]:
     """(base URL, API key) of a real OpenAI-compatible server on loopback: `treasure serve` on a random-init
     tiny model, which answers nonsense. To use the trained session model instead, yield from
     `openai_server` (fixtures_server)."""
-    from fixtures_server import OPENAI_SERVER_KEY, start_server
+    from fixtures_server import OPENAI_SERVER_KEY, start_server, stop_server
 
     process, base_url = start_server(random_model_dir, OPENAI_SERVER_KEY)
     try:
         yield base_url, OPENAI_SERVER_KEY
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process, timeout_s=10)

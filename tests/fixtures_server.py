@@ -106,6 +106,15 @@ def start_server(
     raise RuntimeError(f"treasure serve did not answer /health within {timeout_s}s")
 
 
+def stop_server(process: subprocess.Popen, timeout_s: float = 20) -> None:
+    """SIGTERM a server started by `start_server`; SIGKILL it if it has not exited after `timeout_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 @pytest.fixture(scope="session")
 def openai_server(tiny_model_dir: Path) -> Iterator[str]:
     """Base URL of `treasure serve` on the session tiny model (API key `OPENAI_SERVER_KEY`)."""
@@ -113,8 +122,4 @@ def openai_server(tiny_model_dir: Path) -> Iterator[str]:
     try:
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process, timeout_s=10)

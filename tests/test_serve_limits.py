@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixtures_server import make_random_model_dir, start_server
+from fixtures_server import make_random_model_dir, start_server, stop_server
 from treasure.generate import GenerationConfig, Generator
 from treasure.serve import ServeConfig, create_app
 
@@ -42,14 +41,6 @@ def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 @pytest.fixture(scope="module")
 def limited_server(slow_model_dir: Path) -> Iterator[str]:
     extra = ["--max-queue", "2", "--max-body-bytes", "4096", "--request-timeout", "120"]
@@ -57,7 +48,7 @@ def limited_server(slow_model_dir: Path) -> Iterator[str]:
     try:
         yield base_url
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 def _chat(base_url: str, timeout: float, **body: object) -> httpx.Response:

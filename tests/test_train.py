@@ -120,25 +120,32 @@ class SigintAt(TrainerCallback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_ctrl_c_saves_checkpoint_and_resume_finishes(
-    tiny_train_dir: Path, tmp_path: Path, monkeypatch
-) -> None:
-    out = tmp_path / "m"
-    config = quick(tiny_train_dir, out, max_steps=12, save_steps=100)
+def train_interrupted(config: TrainConfig, step: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train(config)` with a Ctrl-C (SIGINT) at `step`: it must stop with TrainingInterrupted."""
     import treasure.train as train_module
 
     real = train_module.make_trainer
 
     def with_sigint(cfg):
         trainer, meta = real(cfg)
-        trainer.add_callback(SigintAt(5))
+        trainer.add_callback(SigintAt(step))
         return trainer, meta
 
     monkeypatch.setattr(train_module, "make_trainer", with_sigint)
+    try:
+        with pytest.raises(TrainingInterrupted, match="--resume"):
+            train(config)
+    finally:
+        monkeypatch.setattr(train_module, "make_trainer", real)
+
+
+def test_ctrl_c_saves_checkpoint_and_resume_finishes(
+    tiny_train_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    out = tmp_path / "m"
+    config = quick(tiny_train_dir, out, max_steps=12, save_steps=100)
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs as a background job
-    with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(config)
-    monkeypatch.setattr(train_module, "make_trainer", real)
+    train_interrupted(config, 5, monkeypatch)
     assert signal.getsignal(signal.SIGINT) is before
     checkpoints = work_dir(out) / "checkpoints"
     assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-6"]
@@ -238,21 +245,9 @@ def test_a_failed_run_leaves_an_existing_model_dir_byte_identical(
 def test_interrupted_then_resumed_equals_uninterrupted(
     tiny_train_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import treasure.train as train_module
-
     straight = train(quick(tiny_train_dir, tmp_path / "straight", max_steps=12, save_steps=100))
-    real = train_module.make_trainer
-
-    def with_sigint(cfg):
-        trainer, meta = real(cfg)
-        trainer.add_callback(SigintAt(5))
-        return trainer, meta
-
-    monkeypatch.setattr(train_module, "make_trainer", with_sigint)
     config = quick(tiny_train_dir, tmp_path / "resumed", max_steps=12, save_steps=100)
-    with pytest.raises(TrainingInterrupted):
-        train(config)
-    monkeypatch.setattr(train_module, "make_trainer", real)
+    train_interrupted(config, 5, monkeypatch)
     config.resume = True
     resumed = train(config)
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,17 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fixtures_server import _free_port, start_server
+from fixtures_server import _free_port, start_server, stop_server
 
 USER = [{"role": "user", "content": "Tell me about the sea."}]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +28,7 @@ def engine(random_model_dir: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +37,7 @@ def front(random_model_dir: Path, engine: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 def _chat(url: str, **body: object) -> httpx.Response:
@@ -136,4 +127,4 @@ def test_a_broken_engine_gives_a_clear_502_or_504(
             lines = [line for line in reply.iter_lines() if line.startswith("data: ")]
         assert json.loads(lines[-2][6:])["error"]["code"] == status and lines[-1] == "data: [DONE]"
     finally:
-        _stop(process)
+        stop_server(process)

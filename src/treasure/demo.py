@@ -296,12 +296,9 @@ def build_stage(annotated: Path, out: Path, baseline: bool, config: DemoConfig) 
 
 def train_stage(train_dir: Path, out: Path, recipe: str, seed: int) -> dict[str, Any]:
     """Train one model with the recipe (resuming an interrupted run from its last checkpoint)."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from treasure.train import TrainConfig, last_checkpoint, train
 
-    from treasure.train import CHECKPOINTS, TrainConfig, train, work_dir
-
-    checkpoints = work_dir(out) / CHECKPOINTS
-    resume = checkpoints.is_dir() and get_last_checkpoint(str(checkpoints)) is not None
+    resume = last_checkpoint(out) is not None
     config = TrainConfig.from_file(
         recipe, train_dir=train_dir, output_dir=out, seed=seed, resume=resume, overwrite=True
     )

@@ -269,8 +269,14 @@ class Generator:
         stop: Stop | None = None,
     ) -> Iterator[str | Generation]:
         """Yield answer text pieces (never the template), then the finished `Generation`."""
-        config = config or GenerationConfig()
         prepared = self.prepare(prompt, mode, markers, strict, history)
+        return self.stream_prepared(prepared, config, stop)
+
+    def stream_prepared(
+        self, prepared: Prepared, config: GenerationConfig | None = None, stop: Stop | None = None
+    ) -> Iterator[str | Generation]:
+        """`stream` for a prompt already made by `prepare`."""
+        config = config or GenerationConfig()
         answer = AnswerFilter()
         answer.feed(prepared.prefill)
         pieces: list[str] = []

@@ -272,6 +272,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (504, "request time limit exceeded, or the upstream engine too slow"),
     )
 }
+RESPONSES = {
+    200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"},
+    **ERROR_RESPONSES,
+}
 
 
 class BodyLimit:
@@ -403,18 +407,16 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
             batch_size=1,
         )
 
-    def over_context(prompt_tokens: int, max_new_tokens: int) -> JSONResponse | None:
-        if context is None or prompt_tokens + max_new_tokens <= context:
-            return None
-        return _error(
-            400,
-            f"the prompt has {prompt_tokens} tokens and max_tokens is {max_new_tokens}: "
-            f"together over the model's context of {context} tokens",
-            "context_length_exceeded",
-        )
-
-    def admit() -> tuple[Stop, JSONResponse | None]:
+    def admit(prompt_tokens: int, max_new_tokens: int) -> tuple[Stop, JSONResponse | None]:
+        """A `Stop` for a request that fits the context and the queue, or the refusal (400 or 503)."""
         stop = Stop(deadline=time.monotonic() + config.request_timeout_s)
+        if context is not None and prompt_tokens + max_new_tokens > context:
+            return stop, _error(
+                400,
+                f"the prompt has {prompt_tokens} tokens and max_tokens is {max_new_tokens}: "
+                f"together over the model's context of {context} tokens",
+                "context_length_exceeded",
+            )
         if admission.enter(stop):
             return stop, None
         busy = f"server busy ({config.max_queue} requests in flight); retry shortly"
@@ -450,17 +452,12 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
         # validate now, so a bad marker is a 422 before any streaming starts
         prepared = generator.prepare(prompt, mode, body.markers, body.treasure_strict, history)
         prompt_tokens = generator.backend.count_tokens(prepared.text)
-        refused = over_context(prompt_tokens, gen_config.max_new_tokens)
-        if refused is not None:
-            return refused
-        stop, refused = admit()
+        stop, refused = admit(prompt_tokens, gen_config.max_new_tokens)
         if refused is not None:
             return refused
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if body.stream:
-            pieces = generator.stream(
-                prompt, mode, body.markers, body.treasure_strict, gen_config, history, stop
-            )
+            pieces = generator.stream_prepared(prepared, gen_config, stop)
             events = _sse(pieces, completion_id, generator.name, stop, admission, config.request_timeout_s)
             return StreamingResponse(events, media_type="text/event-stream")
         completion = await complete_guarded(request, prepared.text, gen_config, stop)
@@ -479,23 +476,11 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
                     "finish_reason": _finish_reason(result),
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": result.n_tokens,
-                "total_tokens": prompt_tokens + result.n_tokens,
-            },
+            "usage": _usage(prompt_tokens, result.n_tokens),
             "treasure": _treasure(result),
         }
 
-    @app.post(
-        "/v1/completions",
-        dependencies=[Depends(check_key)],
-        response_model=None,
-        responses={
-            200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"},
-            **ERROR_RESPONSES,
-        },
-    )
+    @app.post("/v1/completions", dependencies=[Depends(check_key)], response_model=None, responses=RESPONSES)
     async def completions(body: CompletionRequest, request: Request) -> Any:
         """Continue raw prompt text (what a marker layer in front of this server sends, `--upstream`)."""
         if body.stream and body.stop:
@@ -504,10 +489,7 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
         prompt_tokens = generator.backend.count_tokens(body.prompt)
         if prompt_tokens == 0:  # text the tokenizer has no token for
             return _error(400, "the prompt is empty under this model's tokenizer")
-        refused = over_context(prompt_tokens, gen_config.max_new_tokens)
-        if refused is not None:
-            return refused
-        stop, refused = admit()
+        stop, refused = admit(prompt_tokens, gen_config.max_new_tokens)
         if refused is not None:
             return refused
         completion_id = f"cmpl-{uuid.uuid4().hex}"
@@ -533,22 +515,12 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
                     "finish_reason": "stop" if completion.finished or cut else "length",
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion.n_tokens,
-                "total_tokens": prompt_tokens + completion.n_tokens,
-            },
+            "usage": _usage(prompt_tokens, completion.n_tokens),
         }
 
     chat.__annotations__["body"] = chat_request  # the schema then lists this taxonomy's markers
     app.post(
-        "/v1/chat/completions",
-        dependencies=[Depends(check_key)],
-        response_model=None,
-        responses={
-            200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"},
-            **ERROR_RESPONSES,
-        },
+        "/v1/chat/completions", dependencies=[Depends(check_key)], response_model=None, responses=RESPONSES
     )(chat)
     return app
 
@@ -564,6 +536,11 @@ def _treasure(result: Generation) -> dict[str, Any]:
         "markers_error": result.markers_error,
         "given_markers": result.given_markers,
     }
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    total = prompt_tokens + completion_tokens
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": total}
 
 
 def _cut_at_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
@@ -599,10 +576,7 @@ async def _text_sse(
         yield event("", "stop" if finished else "length", usage=usage)
         yield "data: [DONE]\n\n"
     finally:
-        stop.cancel.set()
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_close, pieces)
-        admission.leave(stop)
+        await _release(pieces, stop, admission)
 
 
 async def _sse(
@@ -644,10 +618,7 @@ async def _sse(
                 yield chunk({"content": item})
         yield "data: [DONE]\n\n"
     finally:
-        stop.cancel.set()  # no-op when finished; stops the model when the client left mid-stream
-        with anyio.CancelScope(shield=True):  # runs even when the response task was cancelled
-            await anyio.to_thread.run_sync(_close, pieces)
-        admission.leave(stop)
+        await _release(pieces, stop, admission)
 
 
 async def _next_or_error(pieces: Iterator[Any], done: object) -> Any:
@@ -656,6 +627,15 @@ async def _next_or_error(pieces: Iterator[Any], done: object) -> Any:
         return await anyio.to_thread.run_sync(next, pieces, done)
     except UpstreamError as exc:
         return exc
+
+
+async def _release(pieces: Iterator[Any], stop: Stop, admission: Admission) -> None:
+    """End a streamed request: stop its generation (a no-op when it finished; the model stops when the
+    client left mid-stream), close its iterator, give back its admission slot."""
+    stop.cancel.set()
+    with anyio.CancelScope(shield=True):  # runs even when the response task was cancelled
+        await anyio.to_thread.run_sync(_close, pieces)
+    admission.leave(stop)
 
 
 def _close(pieces: Iterator[Any]) -> None:

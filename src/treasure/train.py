@@ -316,11 +316,17 @@ def work_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
+def last_checkpoint(out: Path) -> str | None:
+    """The newest checkpoint an unfinished run into `out` left in its work dir, if any."""
+    checkpoints = work_dir(out) / CHECKPOINTS
+    return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+
+
 def open_work_dir(config: TrainConfig, out: Path) -> Path:
     """Check `out` and the run's work dir against --resume/--overwrite; return the work dir, ready."""
     work = work_dir(out)
     checkpoints = work / CHECKPOINTS
-    has_checkpoint = checkpoints.is_dir() and get_last_checkpoint(str(checkpoints)) is not None
+    has_checkpoint = last_checkpoint(out) is not None
     if out.exists() and not out.is_dir():
         raise TreasureError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (config.overwrite or config.resume):
@@ -422,7 +428,7 @@ def train(config: TrainConfig) -> Path:
             shutil.rmtree(work, ignore_errors=True)
         raise
     checkpoints = work / CHECKPOINTS
-    resume_from = get_last_checkpoint(str(checkpoints)) if config.resume else None
+    resume_from = last_checkpoint(out) if config.resume else None
     losses = {"initial_eval": initial_eval(trainer, config, work, resume_from is not None)}
     result = trainer.train(resume_from_checkpoint=resume_from)
     interrupt = next(c for c in trainer.callback_handler.callbacks if isinstance(c, InterruptCallback))

@@ -71,7 +71,7 @@ class Stop:
     deadline: float | None = None
 
     def requested(self) -> bool:
-        return self.cancel.is_set() or (self.deadline is not None and time.monotonic() >= self.deadline)
+        return self.cancel.is_set() or self.timed_out()
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
