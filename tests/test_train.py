@@ -7,6 +7,9 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from treasure import template
 from treasure.errors import TreasureError
 from treasure.taxonomy import Taxonomy
-from treasure.train import TrainConfig, TrainingInterrupted, make_trainer, train, work_dir
+from treasure.train import (
+    TrainConfig,
+    TrainingInterrupted,
+    last_checkpoint,
+    make_trainer,
+    train,
+    work_dir,
+)
 
 PROMPTS = [
     "Write a short story about a cat.",
@@ -256,5 +266,42 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     assert diffs[worst] == 0.0, (worst, diffs[worst])
     report_a, report_b = (json.loads((d / "train.json").read_text()) for d in (straight, resumed))
     assert report_a["losses"]["initial_eval"] is not None
+    for key in ("steps", "losses", "n_train_rows", "data_sha256", "train_tokens"):
+        assert report_a[key] == report_b[key], key
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tiny_train_dir: Path, tmp_path: Path) -> None:
+    """`kill -9` of `treasure train` after a checkpoint, a half-written later checkpoint, then --resume."""
+
+    def recipe(out: Path, **more) -> TrainConfig:
+        return TrainConfig.from_file(
+            "tiny_test", train_dir=tiny_train_dir, output_dir=out, max_steps=12, save_steps=4, **more
+        )
+
+    straight = train(recipe(tmp_path / "straight"))
+    out = tmp_path / "killed"
+    command = [
+        *(str(Path(sys.executable).parent / "treasure"), "train", str(tiny_train_dir), "-o", str(out)),
+        *("--config", "tiny_test", "--max-steps", "12", "--save-steps", "4"),
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = work_dir(out) / "checkpoints"
+    try:
+        while proc.poll() is None and not (checkpoints / "checkpoint-4" / "trainer_state.json").is_file():
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not out.exists()
+    half_written = checkpoints / "checkpoint-8"  # what a kill during the next save leaves
+    shutil.rmtree(half_written, ignore_errors=True)
+    shutil.copytree(checkpoints / "checkpoint-4", half_written)
+    (half_written / "trainer_state.json").write_text('{"global_step": 8, "log_hist')
+    assert last_checkpoint(out) == str(checkpoints / "checkpoint-4")
+    resumed = train(recipe(out, resume=True))
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert max((a[name] - b[name]).abs().max().item() for name in a) == 0.0
+    report_a, report_b = (json.loads((d / "train.json").read_text()) for d in (straight, resumed))
     for key in ("steps", "losses", "n_train_rows", "data_sha256", "train_tokens"):
         assert report_a[key] == report_b[key], key

@@ -32,7 +32,7 @@ from transformers import (
     TrainerState,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
 from trl import SFTConfig, SFTTrainer
 
 from treasure import io, models
@@ -317,9 +317,25 @@ def work_dir(out: Path) -> Path:
 
 
 def last_checkpoint(out: Path) -> str | None:
-    """The newest checkpoint an unfinished run into `out` left in its work dir, if any."""
+    """The newest complete checkpoint an unfinished run into `out` left in its work dir, if any.
+
+    The trainer writes `trainer_state.json` last, so a checkpoint without a readable one was cut short
+    (SIGKILL, power loss) and is skipped: the run resumes from the one before it."""
     checkpoints = work_dir(out) / CHECKPOINTS
-    return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if not checkpoints.is_dir():
+        return None
+    complete = [path for path in checkpoints.glob("checkpoint-*") if _complete(path)]
+    return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
+
+
+def _complete(checkpoint: Path) -> bool:
+    if not checkpoint.is_dir() or not checkpoint.name.split("-")[-1].isdigit():
+        return False
+    try:
+        json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def open_work_dir(config: TrainConfig, out: Path) -> Path:
@@ -433,7 +449,7 @@ def train(config: TrainConfig) -> Path:
     result = trainer.train(resume_from_checkpoint=resume_from)
     interrupt = next(c for c in trainer.callback_handler.callbacks if isinstance(c, InterruptCallback))
     if interrupt.interrupted:
-        last = get_last_checkpoint(str(checkpoints))
+        last = last_checkpoint(out)
         raise TrainingInterrupted(
             f"interrupted at step {trainer.state.global_step}; checkpoint {last}; "
             "run the same command with --resume to continue"
@@ -473,7 +489,9 @@ def initial_eval(trainer: SFTTrainer, config: TrainConfig, work: Path, resumed: 
         return None
     loss = trainer.evaluate()["eval_loss"]
     state = {"loss": loss, "python": random.getstate(), "numpy": np.random.get_state()}
-    torch.save({**state, "torch": torch.get_rng_state()}, record)
+    partial = record.with_name(record.name + ".partial")
+    torch.save({**state, "torch": torch.get_rng_state()}, partial)
+    partial.replace(record)  # a run killed while writing it leaves no half-written record
     return loss
 
 

@@ -70,7 +70,15 @@ class GenerationRuns:
         per_prompt = list(markers) if markers is not None else [None] * len(prompts)
         key = hashlib.sha256(
             json.dumps(
-                [self.fingerprints[model], list(prompts), mode, per_prompt, strict, asdict(self.config)],
+                [
+                    self.fingerprints[model],
+                    list(prompts),
+                    mode,
+                    per_prompt,
+                    strict,
+                    asdict(self.config),
+                    self.backend,
+                ],
                 sort_keys=True,
                 default=str,
             ).encode()
