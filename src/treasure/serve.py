@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -342,7 +343,16 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
     """Build the FastAPI app serving `generator`."""
     config = config or ServeConfig()
     defaults = config.generation or GenerationConfig()
-    app = FastAPI(title="treasure", version="1")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # each admitted request holds a worker thread while the backend works: with fewer threads than
+        # admissions (anyio's default is 40), a batching engine would never see them all at once
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, config.max_queue + 8)
+        yield
+
+    app = FastAPI(title="treasure", version="1", lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     admission = Admission(config.max_queue)
     app.state.admission = admission
