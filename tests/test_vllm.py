@@ -26,6 +26,8 @@ import uvicorn
 
 from fixtures_server import _free_port, stop_server
 from treasure.backends import GenerationConfig, Stop
+from treasure.evaluate.config import EvalConfig
+from treasure.evaluate.runner import evaluate
 from treasure.generate import Generator
 from treasure.serve import ServeConfig, create_app
 
@@ -108,6 +110,24 @@ def test_sampling_is_seeded(vllm_generator: Generator) -> None:
     assert first == [g.raw for g in vllm_generator.generate(PROMPTS[:4], config=sampled)]
     other = GenerationConfig(max_new_tokens=32, temperature=1.0, seed=12)
     assert first != [g.raw for g in vllm_generator.generate(PROMPTS[:4], config=other)]
+
+
+def test_evaluate_with_vllm_gives_the_transformers_numbers(tiny_model_dir: Path, tmp_path: Path) -> None:
+    results = {}
+    for backend in ("vllm", "transformers"):
+        config = EvalConfig(
+            model_dir=tiny_model_dir,
+            out_dir=tmp_path / backend,
+            suites=("adherence", "marker-prediction"),
+            n_prompts=6,
+            n_adherence_prompts=3,
+            generation=GenerationConfig(max_new_tokens=48, temperature=0.0, batch_size=8),
+            backend=backend,
+            progress=False,
+        )
+        results[backend] = evaluate(config)["suites"]
+    assert results["vllm"] == results["transformers"]
+    assert results["vllm"]["adherence"]["cells"]
 
 
 # ---------------------------------------------------------------------------- serving
