@@ -48,12 +48,13 @@ def test_validate_rejects_invalid(reply):
 
 
 @pytest.mark.slow
-def test_tagger_against_real_server_counts_invalid_and_caches(llm_endpoint, tmp_path):
+def test_tagger_against_real_server_counts_invalid_and_caches(llm_endpoint, tmp_path, monkeypatch):
     base_url, key = llm_endpoint
+    monkeypatch.setenv("TAGGER_KEY", key)
     config = LLMConfig(
         endpoint=base_url,
         model="tiny",
-        api_key=key,
+        api_key_env="TAGGER_KEY",
         attempts=2,
         backoff_s=0.0,
         max_tokens=24,
@@ -69,7 +70,8 @@ def test_tagger_against_real_server_counts_invalid_and_caches(llm_endpoint, tmp_
     result = annotate(ds, AnnotateConfig(annotators=("llm",), llm=config))
     counts = result.extra["llm"]
     # a random-init model answers nonsense: every attempt is invalid, retried, then left null and counted
-    assert counts["requests"] == 4 and counts["retries"] == 2 and counts["invalid_rows"] == 2
+    assert counts["requests"] == 4 and counts["invalid_retries"] == 2 and counts["invalid_rows"] == 2
+    assert counts["retries"] == 0 and counts["failures"] == 0  # no HTTP errors
     assert counts["prompt_tokens"] > 0 and counts["completion_tokens"] > 0
     assert result.dataset["task"] == [None, None]
     assert result.unlabelled["task"] == 2

@@ -2,13 +2,12 @@
 
 Prompt in the paper's style: class definitions, an `Unspecified` fallback, few-shot examples, a JSON
 answer. Answers are validated against the taxonomy; an invalid one is retried (with backoff) and, when
-every attempt fails, the row's tags stay null and are counted (never a silent default). HTTP errors are
-retried with backoff by the client. Replies are cached on disk keyed by (model, messages, attempt).
+every attempt fails, the row's tags stay null and are counted (never a silent default). Requests, HTTP
+retries, the disk cache and the API key (from an env var) are `treasure.openai_client`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -19,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from treasure import io
 from treasure.annotate.base import Batch, text_of
 from treasure.annotate.classifier import resource_path
 from treasure.errors import MarkerError
+from treasure.openai_client import ChatClient, ClientConfig
 from treasure.taxonomy import Taxonomy
 from treasure.template import escape
 
@@ -32,11 +31,11 @@ JSON_RE = re.compile(r"\{.*?\}", re.S)
 
 @dataclass(frozen=True)
 class LLMConfig:
-    """Endpoint, model and the limits of the tagger."""
+    """Endpoint, model and the limits of the tagger; the API key is read from the env var `api_key_env`."""
 
     endpoint: str
     model: str
-    api_key: str = "none"
+    api_key_env: str = "OPENAI_API_KEY"
     markers: tuple[str, ...] = ("task", "domain", "format", "style")
     concurrency: int = 4
     attempts: int = 3  # tries per row when the answer is invalid
@@ -105,80 +104,52 @@ class LLMTagger:
     name = "llm"
 
     def __init__(self, taxonomy: Taxonomy, config: LLMConfig):
-        from openai import OpenAI
-
         self.taxonomy = taxonomy
         self.config = config
         self.produces = tuple(m for m in config.markers if m in taxonomy)
         self.version = f"openai-compatible/{config.model}"
-        self.client = OpenAI(
-            base_url=config.endpoint,
-            api_key=config.api_key,
-            max_retries=config.http_retries,
-            timeout=config.timeout_s,
+        self.client = ChatClient(
+            ClientConfig(
+                base_url=config.endpoint,
+                model=config.model,
+                api_key_env=config.api_key_env,
+                timeout_s=config.timeout_s,
+                max_retries=config.http_retries,
+                backoff_s=config.backoff_s,
+                cache_dir=config.cache_dir,
+            )
         )
         self._lock = threading.Lock()
-        self._counts = {
-            "requests": 0,
-            "cached": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "retries": 0,
-            "invalid_rows": 0,
-        }
+        self._counts = {"invalid_retries": 0, "invalid_rows": 0}
 
     def counters(self) -> dict[str, int]:
-        """Running totals: requests sent, cache hits, tokens, invalid-answer retries, rows left null."""
+        """The client's counters (requests, cache hits, HTTP retries, failures, tokens), plus retries after
+        an invalid answer and rows left null."""
         with self._lock:
-            return dict(self._counts)
+            return {**self.client.counters(), **self._counts}
 
-    def _count(self, **deltas: int) -> None:
+    def _count(self, key: str) -> None:
         with self._lock:
-            for key, delta in deltas.items():
-                self._counts[key] += delta
-
-    def _cache_path(self, messages: list[dict[str, str]], attempt: int) -> Path | None:
-        if self.config.cache_dir is None:
-            return None
-        key = json.dumps(
-            [self.config.model, messages, attempt, self.config.temperature, self.config.max_tokens]
-        )
-        return Path(self.config.cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
-
-    def _ask(self, messages: list[dict[str, str]], attempt: int) -> str:
-        path = self._cache_path(messages, attempt)
-        if path is not None and path.exists():
-            self._count(cached=1)
-            return json.loads(path.read_text(encoding="utf-8"))["content"]
-        reply = self.client.chat.completions.create(
-            model=self.config.model,
-            messages=messages,
-            max_tokens=self.config.max_tokens,
-            temperature=self.config.temperature,
-        )
-        content = reply.choices[0].message.content or ""
-        usage = reply.usage
-        self._count(
-            requests=1,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-        )
-        if path is not None:
-            io.atomic_write_text(path, json.dumps({"model": self.config.model, "content": content}))
-        return content
+            self._counts[key] += 1
 
     def tag(self, prompt: str, response: str) -> dict[str, str | None]:
         """Validated tags of one row; all None (and counted) when every attempt was invalid."""
         messages = build_messages(prompt, response, self.taxonomy, self.config)
         for attempt in range(self.config.attempts):
             if attempt:
-                self._count(retries=1)
+                self._count("invalid_retries")
                 time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
+            reply = self.client.chat(
+                messages,
+                max_tokens=self.config.max_tokens,
+                temperature=self.config.temperature,
+                attempt=attempt,
+            )
             try:
-                return validate(self._ask(messages, attempt), self.taxonomy, self.produces)
+                return validate(reply, self.taxonomy, self.produces)
             except MarkerError:
                 continue
-        self._count(invalid_rows=1)
+        self._count("invalid_rows")
         return dict.fromkeys(self.produces)
 
     def __call__(self, batch: Mapping[str, list[Any]]) -> Batch:

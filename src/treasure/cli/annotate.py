@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -125,7 +124,7 @@ def annotate_command(
             model=llm_model,
             concurrency=llm_concurrency,
             cache_dir=llm_cache,
-            api_key=os.environ.get(llm_api_key_env, "none"),
+            api_key_env=llm_api_key_env,
         )
     config = AnnotateConfig(
         annotators=_split(annotators),

@@ -3,15 +3,13 @@
 - `RewardModelJudge` (offline): scores both answers with the annotate quality model (embedded ridge over
   MiniLM, or any HF reward model dir) and calls a tie when the scores differ by less than `tie_margin`.
 - `OpenAIJudge`: a GPT-4o-style pairwise prompt to any OpenAI-compatible endpoint, asked in both orders
-  to cancel position bias (disagreeing verdicts make a tie); replies cached on disk; an answer that is
-  not a verdict is retried, then counted as invalid and scored as a tie.
+  to cancel position bias (disagreeing verdicts make a tie) through `treasure.openai_client` (disk cache,
+  HTTP retries, key from `api_key_env`); an answer that is not a verdict is retried, then counted as
+  invalid and scored as a tie.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
 import threading
 from collections.abc import Sequence
@@ -21,7 +19,7 @@ from typing import Protocol
 
 from treasure.errors import TreasureError
 from treasure.evaluate.config import JudgeConfig
-from treasure.io import atomic_write_text
+from treasure.openai_client import ChatClient, ClientConfig
 from treasure.template import escape
 
 
@@ -86,49 +84,41 @@ VERDICT = re.compile(r"^\W*(A|B|TIE)\W*$", re.IGNORECASE)
 
 
 class OpenAIJudge:
-    """Pairwise judge over an OpenAI-compatible endpoint (the official `openai` client)."""
+    """Pairwise judge over an OpenAI-compatible endpoint."""
 
     def __init__(self, config: JudgeConfig, cache_dir: Path):
-        from openai import OpenAI
-
         if not config.endpoint or not config.model:
             raise TreasureError("the openai judge needs --judge-endpoint URL and --judge-model NAME")
         self.config = config
-        self.cache_dir = Path(config.cache or cache_dir)
-        self.client = OpenAI(
-            base_url=config.endpoint, api_key=os.environ.get(config.api_key_env, "none"), max_retries=3
+        self.client = ChatClient(
+            ClientConfig(
+                base_url=config.endpoint,
+                model=config.model,
+                api_key_env=config.api_key_env,
+                cache_dir=Path(config.cache or cache_dir),
+            )
         )
         self.name = f"openai-compatible pairwise: {config.model} @ {config.endpoint} (both orders)"
         self._lock = threading.Lock()
-        self.counts = {"requests": 0, "cached": 0, "invalid": 0}
+        self._invalid = 0
 
-    def _count(self, key: str) -> None:
+    @property
+    def counts(self) -> dict[str, int]:
+        """The client's counters plus `invalid` (orderings with no verdict after every attempt)."""
         with self._lock:
-            self.counts[key] += 1
-
-    def _ask(self, messages: list[dict[str, str]], attempt: int) -> str:
-        key = json.dumps([self.config.model, messages, attempt])
-        path = self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
-        if path.is_file():
-            self._count("cached")
-            return json.loads(path.read_text(encoding="utf-8"))["content"]
-        reply = self.client.chat.completions.create(
-            model=self.config.model, messages=messages, max_tokens=8, temperature=0.0
-        )
-        self._count("requests")
-        content = reply.choices[0].message.content or ""
-        atomic_write_text(path, json.dumps({"model": self.config.model, "content": content}))
-        return content
+            return {**self.client.counters(), "invalid": self._invalid}
 
     def verdict(self, prompt: str, first: str, second: str) -> str | None:
         """'A', 'B' or 'TIE' for one ordering; None when every attempt was not a verdict."""
         user = PAIRWISE_USER.format(prompt=escape(prompt), first=escape(first), second=escape(second))
         messages = [{"role": "system", "content": PAIRWISE_SYSTEM}, {"role": "user", "content": user}]
         for attempt in range(1 + self.config.max_retries):
-            match = VERDICT.match(self._ask(messages, attempt).strip())
+            reply = self.client.chat(messages, max_tokens=8, attempt=attempt)
+            match = VERDICT.match(reply.strip())
             if match:
                 return match.group(1).upper()
-        self._count("invalid")
+        with self._lock:
+            self._invalid += 1
         return None
 
     def _pair(self, prompt: str, first: str, second: str) -> float:
