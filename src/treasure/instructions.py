@@ -6,7 +6,7 @@ the answer language ("answer in Spanish", "en español", "フランス語で") a
 sentence when nothing but the constraint is left in it, else just the phrase.
 
 The rules are data: one `PhraseTable` per prompt language (English, Spanish, French, German,
-Portuguese, Italian, Japanese). A new language is a new table, not new code.
+Portuguese, Italian, Japanese) in `resources/phrases.yaml`. A new language is a new table, not new code.
 """
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.abc import Traversable
 from typing import Any
+
+import yaml
 
 from treasure.taxonomy import Taxonomy
 
@@ -42,318 +46,19 @@ def _alt(options: Any) -> str:
     return "|".join(sorted(options, key=len, reverse=True))
 
 
-ENGLISH = PhraseTable(
-    code="en",
-    numbers={
-        "one": 1,
-        "a single": 1,
-        "single": 1,
-        "two": 2,
-        "three": 3,
-        "four": 4,
-        "five": 5,
-        "six": 6,
-        "seven": 7,
-        "eight": 8,
-        "nine": 9,
-        "ten": 10,
-        "eleven": 11,
-        "twelve": 12,
-        "fifteen": 15,
-        "twenty": 20,
-    },
-    units={r"words?": "words", r"sentences?": "sentences", r"paragraphs?": "paragraphs"},
-    before=(
-        r"no more than",
-        r"not more than",
-        r"at most",
-        r"up to",
-        r"less than",
-        r"fewer than",
-        r"under",
-        r"below",
-        r"(?:a )?maximum of",
-        r"max(?:imum)?",
-        r"not exceed(?:ing)?",
-        r"within",
-        r"at least",
-        r"more than",
-        r"over",
-        r"(?:a )?minimum of",
-        r"no less than",
-        r"no fewer than",
-        r"exactly",
-        r"only",
-        r"just",
-    ),
-    after=(
-        r"or less",
-        r"or fewer",
-        r"or under",
-        r"max(?:imum)?",
-        r"at most",
-        r"or more",
-        r"at least",
-        r"minimum",
-        r"or longer",
-        r"long",
-    ),
-    between=(r"to", r"and", r"-", r"–"),
-    language_names={
-        "english": "English",
-        "french": "French",
-        "spanish": "Spanish",
-        "italian": "Italian",
-        "german": "German",
-        "portuguese": "Portuguese",
-        "japanese": "Japanese",
-        "korean": "Korean",
-        "arabic": "Arabic",
-        "chinese": "Chinese",
-        "mandarin": "Chinese",
-        "russian": "Russian",
-        "polish": "Polish",
-        "turkish": "Turkish",
-        "vietnamese": "Vietnamese",
-        "dutch": "Dutch",
-        "czech": "Czech",
-        "indonesian": "Indonesian",
-        "ukrainian": "Ukrainian",
-        "romanian": "Romanian",
-        "greek": "Greek",
-        "hindi": "Hindi",
-        "hebrew": "Hebrew",
-        "persian": "Persian",
-        "farsi": "Persian",
-    },
-    language_cues=(
-        r"\b(?:answer|respond|reply|write|written|rewrite|translate|translated|response|output|be|is|it's)\b"
-        r"[^.?!\n]{0,40}?\b(?P<cut>(?:in|into)\s+(?:only\s+)?(?:the\s+)?{lang}(?:\s+language)?)\b",
-        r"\b(?:entirely|only|exclusively|fully|wholly|solely)\s+in\s+(?:the\s+)?{lang}(?:\s+language)?\b",
-        r"\busing\s+(?:only\s+)?(?:the\s+)?{lang}(?:\s+language)?\b",
-        r"\bin\s+the\s+{lang}\s+language\b",
-        r"\b(?:tell|explain|describe|say|summari[sz]e|list|give)\b[^.?!\n]{0,60}?\b(?P<cut>in\s+{lang})"
-        r"(?=\s*(?:[.,;:!?)]|$|\s(?:and|in|with|please|only|using)\b))",
-    ),
-    formats=(
-        (r"\b(?:as|in|into)\s+(?:a\s+)?(?:markdown\s+)?table\b|\btabular\s+form(?:at)?\b", "Tabular"),
-        (r"\b(?:in|as)\s+(?:valid\s+)?json\b|\bjson\s+(?:format|object)\b", "JSON"),
-        (
-            r"\b(?:as|in)\s+(?:a\s+)?(?:bullet(?:ed)?|numbered)\s+list\b|\bbullet\s+points?\b"
-            r"|\bmarkdown\s+bullet",
-            "Enumeration",
-        ),
-        (r"\b(?:in|as)\s+xml\b", "XML"),
-        (r"\b(?:in|using)\s+latex\b", "Latex"),
-        (r"\bstep[- ]by[- ]step\b", "ChainOfThought"),
-    ),
-    connectors=(r"using", r"with", r"in", r"within", r"and", r"of", r"to", r"that is", r"that has"),
-)
+def load_phrase_tables(path: Traversable | None = None) -> tuple[tuple[PhraseTable, ...], frozenset[str]]:
+    """The phrase tables and filler words of `resources/phrases.yaml` (or another file of that shape)."""
+    source = path or resources.files("treasure") / "resources" / "phrases.yaml"
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    tables = []
+    for entry in data["tables"]:
+        fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
+        fields_["formats"] = tuple((f["pattern"], f["format"]) for f in entry.get("formats", ()))
+        tables.append(PhraseTable(**fields_))
+    return tuple(tables), frozenset(data["filler_words"].split())
 
-SPANISH = PhraseTable(
-    code="es",
-    numbers={
-        "uno": 1,
-        "una": 1,
-        "un solo": 1,
-        "un único": 1,
-        "dos": 2,
-        "tres": 3,
-        "cuatro": 4,
-        "cinco": 5,
-        "seis": 6,
-        "siete": 7,
-        "ocho": 8,
-        "nueve": 9,
-        "diez": 10,
-    },
-    units={r"palabras?": "words", r"oraciones|oración|frases?": "sentences", r"párrafos?": "paragraphs"},
-    before=(
-        r"no más de",
-        r"menos de",
-        r"un máximo de",
-        r"máximo",
-        r"como máximo",
-        r"hasta",
-        r"no (?:debe )?(?:superar|exceder) (?:las |los )?",
-        r"al menos",
-        r"por lo menos",
-        r"como mínimo",
-        r"un mínimo de",
-        r"más de",
-        r"exactamente",
-        r"solo",
-        r"sólo",
-    ),
-    after=(r"como máximo", r"o menos", r"como mínimo", r"o más"),
-    between=(r"a", r"y", r"-"),
-    language_names={
-        "español": "Spanish",
-        "castellano": "Spanish",
-        "inglés": "English",
-        "francés": "French",
-        "alemán": "German",
-        "italiano": "Italian",
-        "portugués": "Portuguese",
-        "japonés": "Japanese",
-        "coreano": "Korean",
-        "árabe": "Arabic",
-        "chino": "Chinese",
-        "ruso": "Russian",
-    },
-    language_cues=(r"\ben\s+(?:idioma\s+|lengua\s+)?{lang}\b",),
-    formats=(
-        (r"\ben\s+(?:formato\s+)?json\b", "JSON"),
-        (r"\ben\s+(?:una\s+)?tabla\b", "Tabular"),
-        (r"\bviñetas\b|\blista\s+numerada\b", "Enumeration"),
-    ),
-    connectors=(r"en", r"con", r"de", r"y"),
-)
 
-FRENCH = PhraseTable(
-    code="fr",
-    numbers={
-        "un": 1,
-        "une": 1,
-        "un seul": 1,
-        "deux": 2,
-        "trois": 3,
-        "quatre": 4,
-        "cinq": 5,
-        "six": 6,
-        "sept": 7,
-        "huit": 8,
-        "neuf": 9,
-        "dix": 10,
-    },
-    units={r"mots?": "words", r"phrases?": "sentences", r"paragraphes?": "paragraphs"},
-    before=(
-        r"moins de",
-        r"au plus",
-        r"au maximum",
-        r"un maximum de",
-        r"maximum",
-        r"ne (?:dépasse|dépassant|dépassera) pas",
-        r"ne pas dépasser",
-        r"pas plus de",
-        r"au moins",
-        r"un minimum de",
-        r"au minimum",
-        r"plus de",
-        r"dépasser",
-        r"exactement",
-        r"en",
-    ),
-    after=(r"maximum", r"au plus", r"minimum", r"au moins"),
-    between=(r"à", r"et", r"-"),
-    language_names={
-        "français": "French",
-        "anglais": "English",
-        "espagnol": "Spanish",
-        "allemand": "German",
-        "italien": "Italian",
-        "portugais": "Portuguese",
-        "japonais": "Japanese",
-        "coréen": "Korean",
-        "arabe": "Arabic",
-        "chinois": "Chinese",
-        "russe": "Russian",
-        "polonais": "Polish",
-        "turc": "Turkish",
-        "vietnamien": "Vietnamese",
-        "néerlandais": "Dutch",
-        "grec": "Greek",
-    },
-    language_cues=(r"\b(?:en|rédigée?s?\s+en|écrite?s?\s+en)\s+{lang}\b",),
-    formats=(
-        (r"\b(?:au|en)\s+format\s+json\b|\ben\s+json\b", "JSON"),
-        (r"\bsous\s+forme\s+de\s+tableau\b|\bdans\s+un\s+tableau\b", "Tabular"),
-        (r"\bliste\s+à\s+puces\b|\bpuces\b", "Enumeration"),
-    ),
-    connectors=(r"en", r"avec", r"de", r"et", r"à"),
-)
-
-GERMAN = PhraseTable(
-    code="de",
-    units={r"wörter|wörtern|worte": "words", r"sätzen?|satz": "sentences", r"absätzen?|absatz": "paragraphs"},
-    before=(
-        r"höchstens",
-        r"maximal",
-        r"weniger als",
-        r"nicht mehr als",
-        r"mindestens",
-        r"mehr als",
-        r"genau",
-        r"in",
-    ),
-    language_names={
-        "deutsch": "German",
-        "englisch": "English",
-        "französisch": "French",
-        "spanisch": "Spanish",
-        "italienisch": "Italian",
-    },
-    language_cues=(r"\bauf\s+{lang}\b", r"\bin\s+{lang}er\s+sprache\b"),
-    connectors=(r"in", r"mit", r"und"),
-)
-
-PORTUGUESE = PhraseTable(
-    code="pt",
-    units={r"palavras?": "words", r"frases?": "sentences", r"parágrafos?": "paragraphs"},
-    before=(r"no máximo", r"menos de", r"até", r"pelo menos", r"no mínimo", r"mais de", r"exatamente"),
-    language_names={"português": "Portuguese", "inglês": "English", "espanhol": "Spanish"},
-    language_cues=(r"\bem\s+{lang}\b",),
-    connectors=(r"em", r"com", r"de", r"e"),
-)
-
-ITALIAN = PhraseTable(
-    code="it",
-    units={r"parole|parola": "words", r"frasi|frase": "sentences", r"paragrafi|paragrafo": "paragraphs"},
-    before=(r"al massimo", r"meno di", r"non più di", r"almeno", r"più di", r"esattamente"),
-    language_names={"italiano": "Italian", "inglese": "English", "spagnolo": "Spanish"},
-    language_cues=(r"\bin\s+{lang}\b",),
-    connectors=(r"in", r"con", r"di", r"e"),
-)
-
-JAPANESE = PhraseTable(
-    code="ja",
-    units={r"単語|語": "words", r"行|文(?!字)": "sentences", r"段落": "paragraphs"},
-    after=(r"以上", r"未満", r"以下", r"以内", r"程度"),
-    language_names={
-        "英語": "English",
-        "フランス語": "French",
-        "スペイン語": "Spanish",
-        "ドイツ語": "German",
-        "イタリア語": "Italian",
-        "ポルトガル語": "Portuguese",
-        "日本語": "Japanese",
-        "韓国語": "Korean",
-        "アラビア語": "Arabic",
-        "中国語": "Chinese",
-        "ロシア語": "Russian",
-        "ベトナム語": "Vietnamese",
-    },
-    language_cues=(r"{lang}(?:のみ)?で",),
-    formats=((r"json形式で?", "JSON"), (r"箇条書きで?", "Enumeration"), (r"表形式で?", "Tabular")),
-    suffix_units=True,
-)
-
-TABLES: tuple[PhraseTable, ...] = (ENGLISH, SPANISH, FRENCH, GERMAN, PORTUGUESE, ITALIAN, JAPANESE)
-
-FILLER_WORDS = """please your you the a an entire entirely whole response responses answer reply
-    output text should
-    must be is are make sure it its has have contain contains containing use using keep in with limit
-    limited length of and total number to that following instruction question respond write only no other
-    language allowed not do don t at least most exactly than more less or can let me give provide all this
-    so also need overall within under up long words word sentences sentence paragraphs paragraph
-    tu su respuesta debe debería tener contener usa utiliza en de la el los las un una por favor que
-    responde escribe y más menos con texto sea esté completa toda asegúrate otro otra idioma lengua
-    permitido solo sólo únicamente votre ta ton réponse doit devrait devra contenir comporter comprendre
-    le les une des assurez vous veillez à ce qu elle il soit et pas ne utilisez rédigez répondez écrit
-    rédigé rédigée réponds réponde entièrement ensemble autre autres langue langues sans limitez
-    aucune être utilisée l d s
-    ihre antwort antworte sollte muss auf bitte responda sua resposta deve em la tua risposta deve"""
-FILLER = frozenset(FILLER_WORDS.split())
+TABLES, FILLER = load_phrase_tables()
 
 
 @dataclass
