@@ -19,16 +19,17 @@ from typing import Any
 
 import torch
 
+from treasure.bundled import DATA_DIR
 from treasure.generate import Generation, GenerationConfig, Generator
 from treasure.instructions_eval import read_rows, score_files
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "results" / "generate.json"
 DETECTOR_FILES = [
-    ROOT / "data/eval/ifeval_input_data.jsonl.gz",
-    *sorted((ROOT / "data/multilingual").glob("m_ifeval_*.jsonl.gz")),
+    DATA_DIR / "eval/ifeval_input_data.jsonl.gz",
+    *sorted((DATA_DIR / "multilingual").glob("m_ifeval_*.jsonl.gz")),
 ]
-PROMPTS = ROOT / "data/eval/vicuna_bench_question.jsonl.gz"
+PROMPTS = DATA_DIR / "eval/vicuna_bench_question.jsonl.gz"
 
 
 def detector_section() -> dict[str, Any]:

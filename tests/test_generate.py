@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from treasure import template
 from treasure.backends import Completion
+from treasure.bundled import DATA_DIR
 from treasure.cli import _register_commands, app
 from treasure.errors import DataError, MarkerError, TreasureError
 from treasure.generate import AnswerFilter, GenerationConfig, Generator, read_prompts
@@ -264,7 +265,7 @@ def test_vllm_missing_gives_an_install_message(
         Generator.from_model_dir(random_model_dir, backend="onnx")
 
 
-HELD_BACK = "data/eval/vicuna_bench_question.jsonl.gz"
+HELD_BACK = DATA_DIR / "eval" / "vicuna_bench_question.jsonl.gz"
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from treasure.bundled import DATA_DIR
 from treasure.instructions import DetectConfig, detect, fit_to_trained
 from treasure.instructions_eval import score_files
 from treasure.taxonomy import Taxonomy, with_thresholds
@@ -112,7 +113,9 @@ def test_word_limit_becomes_the_longest_bucket_that_fits(limit: int, bucket: str
 
 
 def test_precision_and_recall_on_ifeval_do_not_regress() -> None:
-    scores = score_files(["data/eval/ifeval_input_data.jsonl.gz", "data/multilingual/m_ifeval_fr.jsonl.gz"])
+    scores = score_files(
+        [DATA_DIR / "eval" / "ifeval_input_data.jsonl.gz", DATA_DIR / "multilingual" / "m_ifeval_fr.jsonl.gz"]
+    )
     english, french = scores["ifeval_input_data.jsonl.gz"], scores["m_ifeval_fr.jsonl.gz"]
     assert english["length_tokens"]["precision"] >= 0.8 and english["length_tokens"]["recall"] >= 0.9
     assert english["length_sentences"]["precision"] >= 0.95 and english["length_sentences"]["recall"] >= 0.9

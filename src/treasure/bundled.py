@@ -1,7 +1,8 @@
-"""The real instruction data that ships in the repo's `data/` folder (see data/SOURCES.md)."""
+"""The real instruction data that ships inside the package, `treasure/data/` (see its SOURCES.md)."""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import datasets
@@ -11,7 +12,7 @@ from treasure import io
 from treasure.errors import DataError
 from treasure.taxonomy import Taxonomy
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+DATA_DIR = Path(str(resources.files("treasure") / "data"))  # package data: found in any install
 
 
 def manifest(groups: tuple[str, ...] = ("train",)) -> list[dict]:

@@ -1,7 +1,7 @@
 """Build the classifier seed set (src/treasure/resources/classifier_seed.jsonl.gz) and the labelled dev set
-(data/dev/task_domain_dev.jsonl) from the bundled data. Deterministic; see data/SOURCES.md.
+(src/treasure/data/dev/task_domain_dev.jsonl) from the bundled data. Deterministic; see src/treasure/data/SOURCES.md.
 
-    .venv/bin/python data/dev/make_sets.py
+    .venv/bin/python scripts/make_dev_sets.py
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import json
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "src/treasure/data"
 SEED_OUT = ROOT / "src/treasure/resources/classifier_seed.jsonl.gz"
 DEV_OUT = DATA / "dev/task_domain_dev.jsonl"
 CODE_LANGS = {
