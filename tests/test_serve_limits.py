@@ -56,11 +56,11 @@ def _chat(base_url: str, timeout: float, **body: object) -> httpx.Response:
     return httpx.post(f"{base_url}/chat/completions", json=payload, timeout=timeout)
 
 
-def tokens_for(base_url: str, seconds: float) -> int:
-    """max_tokens that keeps this server's model busy for at least `seconds` (measured; the model is
-    sized so that this fits in its context, else the test using it would prove nothing)."""
+def tokens_for(base_url: str, seconds: float, sample: int = 200) -> int:
+    """max_tokens that keeps this server's model busy for at least `seconds` (measured on `sample` tokens;
+    the model is sized so that this fits in its context, else the test using it would prove nothing)."""
     began = time.monotonic()
-    response = _chat(base_url, 60, max_tokens=200)
+    response = _chat(base_url, 60, max_tokens=sample)
     assert response.status_code == 200, response.text
     per_token = (time.monotonic() - began) / max(1, response.json()["usage"]["completion_tokens"])
     tokens = int(seconds / per_token)
@@ -145,7 +145,7 @@ def test_more_requests_than_the_queue_get_503_with_retry_after(limited_server: s
 def test_time_limit_gives_504_and_sigterm_drains_then_exits(slow_model_dir: Path) -> None:
     process, base_url = start_server(slow_model_dir, None, extra=["--request-timeout", "3", "--drain", "1"])
     try:
-        long_tokens = tokens_for(base_url, 60)
+        long_tokens = tokens_for(base_url, 60, sample=20)  # a short sample: it must finish within 3 s
         began = time.monotonic()
         response = _chat(base_url, 60, max_tokens=long_tokens)
         assert response.status_code == 504, response.text

@@ -16,13 +16,14 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import datasets
 import numpy as np
 
 from treasure import io, template
 from treasure.errors import TreasureError
+from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
 from treasure.tiny import MarkerTokens, TokenizerConfig, marker_token_strings, train_tokenizer
 
@@ -35,22 +36,47 @@ class BuildConfig:
     `overhead_modes`), a local tokenizer/model dir, or None to skip the overhead report.
     """
 
-    dataset_dropout: float = 0.5
-    marker_dropout: float = 0.5
-    baseline: bool = False
-    markers: tuple[str, ...] | None = None
-    seed: int = 0
-    val_fraction: float = 0.02
-    tokenizer: str | None = "tiny"
-    vocab_size: int = 8000
-    overhead_modes: tuple[MarkerTokens, ...] = ("tags", "lines")
+    dataset_dropout: float = field(
+        default=0.5, metadata=knob("Share of rows whose prompt gets no markers at all.")
+    )
+    marker_dropout: float = field(
+        default=0.5, metadata=knob("Share of each remaining marker left out of the prompt.")
+    )
+    baseline: bool = field(default=False, metadata=knob("No markers anywhere (the ablation)."))
+    markers: tuple[str, ...] | None = field(
+        default=None, metadata=knob("Comma-separated marker names to use (default: all).")
+    )
+    seed: int = field(default=0, metadata=knob("Seed of the dropout and the split."))
+    val_fraction: float = field(default=0.02, metadata=knob("Share of rows held out for validation."))
+    tokenizer: str | None = field(
+        default="tiny", metadata=knob("Tokenizer for the overhead report: tiny, a local model dir, or none.")
+    )
+    vocab_size: int = field(
+        default=8000, metadata=knob("Vocabulary of the tiny tokenizer trained for the report.")
+    )
+    overhead_modes: tuple[MarkerTokens, ...] = field(
+        default=("tags", "lines"),
+        metadata=knob("Marker token styles the overhead report measures (none, tags, lines)."),
+    )
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be between 0 and 1, got {getattr(self, name)}"
+            for name in ("dataset_dropout", "marker_dropout", "val_fraction")
+            if not 0.0 <= getattr(self, name) <= 1.0
+        ]
+        problems += [
+            f"overhead_modes: unknown style {m!r} (valid: {', '.join(get_args(MarkerTokens))})"
+            for m in self.overhead_modes
+            if m not in get_args(MarkerTokens)
+        ]
+        if self.vocab_size < 256:
+            problems.append(f"vocab_size must be at least 256, got {self.vocab_size}")
+        if problems:
+            raise TreasureError("invalid build options: " + "; ".join(problems))
 
     def check(self, tax: Taxonomy) -> None:
-        """Raise `TreasureError` for rates outside [0, 1] or unknown marker names."""
-        for name in ("dataset_dropout", "marker_dropout", "val_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise TreasureError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
+        """Raise `MarkerError` for marker names the taxonomy does not have."""
         for name in self.markers or ():
             tax[name]  # raises MarkerError listing the valid names
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,6 +53,7 @@ from treasure.backends import Stop
 from treasure.backends.upstream import UpstreamError
 from treasure.errors import MarkerError, TreasureError
 from treasure.generate import Generation, GenerationConfig, Generator
+from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
 
 
@@ -59,22 +61,52 @@ from treasure.taxonomy import Taxonomy
 class ServeConfig:
     """Where to listen, the optional API key, the backend and default decoding options."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    api_key: str | None = None
-    backend: str = "transformers"
-    generation: GenerationConfig | None = None
-    log_level: str = "warning"
-    max_body_bytes: int = 1 << 20  # larger request bodies get 413
-    max_queue: int = 16  # requests admitted at once (generating or waiting for the model); more get 503
-    request_timeout_s: float = 120.0  # from admission to the last token
-    drain_s: float = 10.0  # on SIGTERM, in-flight requests get this long before they are stopped
-    turn_tokens: int = 16  # transformers backend: a generation hands the model over after this many
-    # tokens while another request waits (0: each runs to its end, first come first served)
-    upstream: str | None = None  # an OpenAI-compatible engine's /v1 URL: it generates, treasure adds markers
-    upstream_model: str | None = None  # model name to send upstream (default: the model dir's name)
-    upstream_api_key: str | None = None
-    upstream_timeout_s: float = 60.0  # no byte from the engine for this long → 504
+    host: str = field(default="127.0.0.1", metadata=knob("Interface to listen on."))
+    port: int = field(default=8000, metadata=knob("TCP port."))
+    api_key: str | None = field(
+        default=None, metadata=knob("Require 'Authorization: Bearer KEY'.", envvar="TREASURE_API_KEY")
+    )
+    backend: str = field(
+        default="transformers", metadata=knob("transformers or vllm (ignored with --upstream).")
+    )
+    generation: GenerationConfig = field(default_factory=GenerationConfig)  # defaults for requests
+    log_level: str = field(
+        default="warning", metadata=knob("uvicorn log level (debug, info, warning, error).")
+    )
+    max_body_bytes: int = field(default=1 << 20, metadata=knob("Larger request bodies get 413."))
+    max_queue: int = field(
+        default=16, metadata=knob("Requests in flight at once (more get 503 + Retry-After).")
+    )
+    request_timeout_s: float = field(
+        default=120.0,
+        metadata=knob(
+            "Seconds a request may take, from admission to its last token (then 504).", "--request-timeout"
+        ),
+    )
+    drain_s: float = field(
+        default=10.0, metadata=knob("On SIGTERM, seconds in-flight requests get before they stop.", "--drain")
+    )
+    turn_tokens: int = field(
+        default=16,
+        metadata=knob("transformers: hand the model to a waiting request every N tokens (0: never)."),
+    )
+    upstream: str | None = field(
+        default=None,
+        metadata=knob(
+            "Base URL (…/v1) of an OpenAI-compatible engine (vLLM, llama.cpp server, …) that generates; "
+            "treasure adds the marker layer. MODEL_DIR then only provides tokenizer, chat template, taxonomy."
+        ),
+    )
+    upstream_model: str | None = field(
+        default=None, metadata=knob("Model name sent upstream (default: MODEL_DIR's name).")
+    )
+    upstream_api_key_env: str = field(
+        default="UPSTREAM_API_KEY",
+        metadata=knob("Environment variable holding the engine's API key (if it needs one)."),
+    )
+    upstream_timeout_s: float = field(
+        default=60.0, metadata=knob("Seconds without a byte from the engine → 504.", "--upstream-timeout")
+    )
 
     def __post_init__(self) -> None:
         problems = [
@@ -86,6 +118,12 @@ class ServeConfig:
                 ("request_timeout_s", self.request_timeout_s > 0, "above 0"),
                 ("drain_s", self.drain_s >= 0, "0 or more"),
                 ("turn_tokens", self.turn_tokens >= 0, "0 (off) or more"),
+                ("backend", self.backend in ("transformers", "vllm"), "transformers or vllm"),
+                (
+                    "log_level",
+                    self.log_level in ("critical", "error", "warning", "info", "debug", "trace"),
+                    "a uvicorn log level",
+                ),
             )
             if not ok
         ]
@@ -665,7 +703,7 @@ def serve(model_dir: str | Path, config: ServeConfig | None = None) -> None:
         options = {
             "url": config.upstream,
             "model": config.upstream_model,
-            "api_key": config.upstream_api_key,
+            "api_key": os.environ.get(config.upstream_api_key_env),
             "timeout_s": config.upstream_timeout_s,
         }
     elif backend == "transformers":

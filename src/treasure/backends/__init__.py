@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from treasure.errors import TreasureError
+from treasure.knobs import knob
 
 BACKENDS = ("transformers", "vllm")
 
@@ -25,13 +26,13 @@ class GenerationConfig:
     `batch_size` prompts go to the backend at once; batch i is sampled with seed `seed + i`.
     """
 
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int = 0
-    batch_size: int = 16
+    max_new_tokens: int = field(default=256, metadata=knob("Completion length cap in tokens."))
+    temperature: float = field(default=0.7, metadata=knob("Sampling temperature (0 = greedy)."))
+    top_p: float = field(default=0.95, metadata=knob("Nucleus sampling mass."))
+    top_k: int = field(default=0, metadata=knob("Sample from the k most likely tokens (0: off)."))
+    repetition_penalty: float = field(default=1.0, metadata=knob("Penalty on repeated tokens (1.0: off)."))
+    seed: int = field(default=0, metadata=knob("Seed of the sampling (batch i: seed + i)."))
+    batch_size: int = field(default=16, metadata=knob("Prompts sent to the backend at once."))
 
     def __post_init__(self) -> None:
         problems = [

@@ -36,7 +36,7 @@ def _register_commands() -> None:
     """Import every command module of this package and let it register its commands (once)."""
     if STATE.get("registered"):
         return
-    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
         importlib.import_module(f"{__name__}.{module}").register(app)
     STATE["registered"] = True
 

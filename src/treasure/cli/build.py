@@ -1,7 +1,11 @@
-"""`treasure build`: annotated rows → a training set with marker templates (or a baseline set)."""
+"""`treasure build`: annotated rows → a training set with marker templates (or a baseline set).
+
+Its options are `BuildConfig`'s fields (declared there, with their help) plus the input, output and
+`--overwrite`."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import typer
@@ -9,41 +13,42 @@ from rich.table import Table
 
 from treasure.build import BuildConfig, build
 from treasure.cli import console
+from treasure.cli._from_config import command
 from treasure.io import read_json
 
+IO = [
+    inspect.Parameter(
+        "annotated",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Path,
+        default=typer.Argument(..., help="Annotated data (with .taxonomy.yaml/.stats.json beside it)."),
+    ),
+    inspect.Parameter(
+        "output",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Path,
+        default=typer.Option(..., "--output", "-o", help="TRAIN_DIR to write."),
+    ),
+    inspect.Parameter(
+        "overwrite",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=bool,
+        default=typer.Option(
+            False, "--overwrite", help="Replace an existing TRAIN_DIR (kept until the new one is complete)."
+        ),
+    ),
+]
 
-def build_command(
-    annotated: Path = typer.Argument(..., help="Annotated data (with .taxonomy.yaml/.stats.json beside it)."),
-    output: Path = typer.Option(..., "--output", "-o", help="TRAIN_DIR to write."),
-    dataset_dropout: float = typer.Option(0.5, help="Share of rows whose prompt gets no markers at all."),
-    marker_dropout: float = typer.Option(0.5, help="Share of each remaining marker left out of the prompt."),
-    baseline: bool = typer.Option(False, "--baseline", help="No markers anywhere (the ablation)."),
-    markers: str | None = typer.Option(None, help="Comma-separated marker names to use (default: all)."),
-    seed: int = typer.Option(0, help="Seed of the dropout and the split."),
-    val_fraction: float = typer.Option(0.02, help="Share of rows held out for validation."),
-    tokenizer: str = typer.Option(
-        "tiny", help="Tokenizer for the overhead report: tiny, a local model dir, or none."
-    ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing TRAIN_DIR (kept until the new one is complete)."
-    ),
-) -> None:
+
+def build_command(config: BuildConfig, annotated: Path, output: Path, overwrite: bool) -> None:
     """Build TRAIN_DIR: chat messages with markers (dropout in the prompt, full template in the answer)."""
-    names = tuple(n.strip() for n in markers.split(",") if n.strip()) if markers else None
-    config = BuildConfig(
-        dataset_dropout=dataset_dropout,
-        marker_dropout=marker_dropout,
-        baseline=baseline,
-        markers=names,
-        seed=seed,
-        val_fraction=val_fraction,
-        tokenizer=None if tokenizer == "none" else tokenizer,
-    )
+    if config.tokenizer == "none":
+        config.tokenizer = None
     out = build(annotated, output, config, overwrite=overwrite)
     report = read_json(out / "build.json")
     console.print(
         f"[green]built[/] {out}: {report['n_train']} train, {report['n_validation']} validation rows"
-        + ("" if baseline else f"; realised dropout {report['realised']}")
+        + ("" if config.baseline else f"; realised dropout {report['realised']}")
     )
     overhead = report.get("template_overhead") or {}
     if overhead:
@@ -62,4 +67,4 @@ def build_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("build")(build_command)
+    app.command("build")(command(BuildConfig, build_command, extra=IO))
