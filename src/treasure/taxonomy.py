@@ -27,6 +27,7 @@ KINDS: tuple[str, ...] = ("categorical", "ordinal", "integer", "float")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 VALUE_RE = re.compile(r"^[^<>\n\r&]+$")
 DEFAULT_FILE = "default_taxonomy.yaml"
+GIVEN = "given"  # the `annotator` of a marker the data carries (see annotate/registry.py)
 MARKER_KEYS = {
     "kind",
     "values",
@@ -77,7 +78,7 @@ class Marker:
     name: str
     kind: Kind
     values: tuple[str, ...] = ()
-    annotator: str = "given"
+    annotator: str = GIVEN
     user_settable: bool = True
     description: str = ""
     minimum: float | None = None
@@ -373,7 +374,7 @@ def _marker(name: str, spec: dict[str, Any], key: str, problems: list[str]) -> M
         name=name,
         kind=kind,
         values=tuple(values),
-        annotator=str(spec.get("annotator", "given")),
+        annotator=str(spec.get("annotator", GIVEN)),
         user_settable=spec.get("user_settable", True),
         description=str(spec.get("description", "")),
         minimum=spec.get("minimum"),

@@ -1,47 +1,44 @@
 """`treasure annotate`: every marker of the taxonomy from rules, language ID, an embedded classifier, an
-LLM tagger and a quality model; local (resumable shards) or Ray Data engine. See the README."""
+LLM tagger and a quality model; local (resumable shards) or Ray Data engine. See the README.
 
-from treasure.annotate.classifier import ClassifierConfig, TrainClassifierConfig, train_classifier
-from treasure.annotate.embedding import EmbeddingConfig
-from treasure.annotate.language import LanguageConfig
-from treasure.annotate.llm import LLMConfig
-from treasure.annotate.pipeline import (
-    ANNOTATORS,
-    DEFAULT_ANNOTATORS,
-    AnnotateConfig,
-    AnnotateFileConfig,
-    AnnotateResult,
-    annotate,
-    annotate_dataset,
-    annotate_file,
-    annotate_texts,
-)
-from treasure.annotate.quality import QualityConfig, TrainQualityConfig, train_quality
-from treasure.annotate.rules import RulesConfig
-from treasure.annotate.source import SourceConfig
-from treasure.annotate.stats import StatsConfig, compute_stats
+Names are imported from their submodule on first use, so importing one submodule (the registry, the Ray
+engine) does not load the others.
+"""
 
-__all__ = [
-    "ANNOTATORS",
-    "DEFAULT_ANNOTATORS",
-    "AnnotateConfig",
-    "AnnotateFileConfig",
-    "AnnotateResult",
-    "ClassifierConfig",
-    "EmbeddingConfig",
-    "LLMConfig",
-    "LanguageConfig",
-    "QualityConfig",
-    "RulesConfig",
-    "SourceConfig",
-    "StatsConfig",
-    "TrainClassifierConfig",
-    "TrainQualityConfig",
-    "annotate",
-    "annotate_dataset",
-    "annotate_file",
-    "annotate_texts",
-    "compute_stats",
-    "train_classifier",
-    "train_quality",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_HOME = {
+    "ANNOTATORS": "registry",
+    "DEFAULT_ANNOTATORS": "registry",
+    "AnnotateConfig": "config",
+    "AnnotateFileConfig": "pipeline",
+    "AnnotateResult": "pipeline",
+    "ClassifierConfig": "classifier",
+    "EmbeddingConfig": "embedding",
+    "LLMConfig": "llm",
+    "LanguageConfig": "language",
+    "QualityConfig": "quality",
+    "RulesConfig": "rules",
+    "SourceConfig": "source",
+    "StatsConfig": "stats",
+    "TrainClassifierConfig": "classifier",
+    "TrainQualityConfig": "quality",
+    "annotate": "pipeline",
+    "annotate_dataset": "pipeline",
+    "annotate_file": "pipeline",
+    "annotate_texts": "pipeline",
+    "compute_stats": "stats",
+    "train_classifier": "classifier",
+    "train_quality": "quality",
+}
+__all__ = list(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    """The exported `name`, imported from its submodule."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)

@@ -1,5 +1,6 @@
 """Run annotator steps over a dataset: local engine (`datasets.map(batched=True, num_proc=N)` over shards
 written as they finish, resumable) or Ray Data; then the whole-data buckets; then stats and files.
+Which steps run, and in what order, comes from the registry (annotate/registry.py).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import datasets
 import pyarrow as pa
@@ -27,63 +28,16 @@ from rich.progress import (
 )
 
 from treasure import io
-from treasure.annotate.base import Batch, Step, merge_given
-from treasure.annotate.buckets import LengthBuckets, effective_taxonomy, length_buckets, quality_buckets
-from treasure.annotate.classifier import Classifier, ClassifierConfig
-from treasure.annotate.embedding import EmbeddingConfig, EmbeddingStep
-from treasure.annotate.language import LanguageAnnotator, LanguageConfig
-from treasure.annotate.llm import LLMConfig, LLMTagger
-from treasure.annotate.quality import QualityConfig, QualityRegressor, RewardModelScorer
-from treasure.annotate.rules import RulesAnnotator, RulesConfig
-from treasure.annotate.source import SourceAnnotator, SourceConfig
-from treasure.annotate.stats import StatsConfig, compute_stats
+from treasure.annotate.buckets import effective_taxonomy, length_buckets, quality_buckets
+from treasure.annotate.config import AnnotateConfig
+from treasure.annotate.stats import compute_stats
+from treasure.annotate.steps import build_steps as build_steps  # re-exported (evaluate's reward judge)
+from treasure.annotate.steps import cached_steps, output_features, run_steps, whole_data_markers
 from treasure.errors import DataError, TreasureError
 from treasure.taxonomy import Taxonomy
 
-ANNOTATORS = ("source", "language", "rules", "classifier", "quality", "llm")
-DEFAULT_ANNOTATORS = ("source", "language", "rules", "classifier", "quality")
 # nulls in these mean "absent by design", not "could not label"
 ABSENT_OK = {"code_type", "format"}
-KIND_TYPES = {"categorical": "string", "ordinal": "string", "integer": "int64", "float": "float64"}
-
-
-@dataclass(frozen=True)
-class AnnotateConfig:
-    """Which annotators run, how (engine, processes, shards), and each annotator's own config."""
-
-    annotators: tuple[str, ...] = DEFAULT_ANNOTATORS
-    taxonomy: Taxonomy = field(default_factory=Taxonomy.default)
-    engine: Literal["local", "ray"] = "local"
-    num_proc: int = 1
-    batch_size: int = 256
-    shard_size: int = 1000
-    length_buckets: LengthBuckets = "taxonomy"
-    source: SourceConfig = field(default_factory=SourceConfig)
-    rules: RulesConfig = field(default_factory=RulesConfig)
-    language: LanguageConfig = field(default_factory=LanguageConfig)
-    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
-    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-    quality: QualityConfig = field(default_factory=QualityConfig)
-    llm: LLMConfig | None = None
-    stats: StatsConfig = field(default_factory=StatsConfig)
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        unknown = [a for a in self.annotators if a not in ANNOTATORS]
-        if unknown:
-            raise TreasureError(f"unknown annotator(s) {', '.join(unknown)}; valid: {', '.join(ANNOTATORS)}")
-        if "llm" in self.annotators and self.llm is None:
-            raise TreasureError(
-                "the llm annotator needs an endpoint and a model (--llm-endpoint, --llm-model)"
-            )
-        if self.num_proc < 1 or self.batch_size < 1 or self.shard_size < 1:
-            raise TreasureError("num_proc, batch_size and shard_size must be at least 1")
-
-    def fingerprint(self) -> str:
-        """Hash of everything that changes the output (not the engine or process count)."""
-        skip = {"engine", "num_proc", "progress", "shard_size"}
-        parts = {f.name: repr(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -97,72 +51,6 @@ class AnnotateResult:
     timings_s: dict[str, float]
     unlabelled: dict[str, int]
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def build_steps(config: AnnotateConfig) -> list[Step]:
-    """Steps in the order they run (language before rules: the tokenizer is per language)."""
-    tax = config.taxonomy
-    wanted = set(config.annotators)
-    steps: list[Step] = []
-    if "source" in wanted and (config.source.value or config.source.from_field):
-        steps.append(SourceAnnotator(tax, config.source))
-    if "language" in wanted:
-        steps.append(LanguageAnnotator(tax, config.language))
-    if "rules" in wanted:
-        steps.append(RulesAnnotator(tax, config.rules))
-    embedded_quality = "quality" in wanted and config.quality.reward_model is None
-    if "classifier" in wanted or embedded_quality:
-        steps.append(EmbeddingStep(config.embedding))
-    if "classifier" in wanted:
-        steps.append(Classifier(tax, config.classifier))
-    if "quality" in wanted:
-        steps.append(
-            QualityRegressor(config.quality) if embedded_quality else RewardModelScorer(config.quality)
-        )
-    if "llm" in wanted and config.llm is not None:
-        steps.append(LLMTagger(tax, config.llm))
-    return steps
-
-
-_STEPS: dict[str, list[Step]] = {}
-
-
-def cached_steps(config: AnnotateConfig) -> list[Step]:
-    """Steps for `config`, built once per process (workers reuse loaded models across batches)."""
-    key = config.fingerprint()
-    if key not in _STEPS:
-        _STEPS[key] = build_steps(config)
-    return _STEPS[key]
-
-
-def marker_columns(config: AnnotateConfig) -> list[str]:
-    """Marker columns the steps write (in taxonomy order), plus the whole-data buckets."""
-    produced = {c for s in cached_steps(config) for c in s.produces if not c.startswith("_")}
-    if "rules" in config.annotators:
-        produced |= {"length_bucket", "quality_bucket"}
-    return [n for n in config.taxonomy.names if n in produced]
-
-
-def run_steps(batch: Mapping[str, list[Any]], config: AnnotateConfig, threads: int = 0) -> Batch:
-    """Annotate one batch: every step in order, given values winning; returns the marker columns."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    context: dict[str, list[Any]] = dict(batch)
-    for step in cached_steps(config):
-        context.update(merge_given(context, step(context)))
-    return {name: context[name] for name in marker_columns(config) if name in context}
-
-
-def output_features(ds: datasets.Dataset, config: AnnotateConfig) -> datasets.Features:
-    """Input features plus one typed column per produced marker (so shards always concatenate)."""
-    feats = datasets.Features(dict(ds.features))
-    for name in marker_columns(config):
-        if name in ("length_bucket", "quality_bucket"):
-            continue
-        feats[name] = datasets.Value(KIND_TYPES[config.taxonomy[name].kind])
-    return feats
 
 
 def _map(ds: datasets.Dataset, config: AnnotateConfig, features: datasets.Features) -> datasets.Dataset:
@@ -268,15 +156,16 @@ def finalize(
     """Whole-data markers: length_bucket (taxonomy or tertile thresholds) and quality_bucket."""
     tax = config.taxonomy
     thresholds: dict[str, list[float]] = {}
-    if "rules" not in config.annotators or "length_tokens" not in ds.column_names:
+    made = whole_data_markers(config)
+    if not made or "length_tokens" not in ds.column_names:
         return ds, tax, thresholds
     lengths = ds["length_tokens"]
     tax = effective_taxonomy(tax, lengths, config.length_buckets)
-    if "length_bucket" in tax:
+    if "length_bucket" in tax and "length_bucket" in made:
         thresholds["length_bucket"] = list(tax["length_bucket"].thresholds)
         given = ds["length_bucket"] if "length_bucket" in ds.column_names else None
         ds = _set_column(ds, "length_bucket", length_buckets(tax, lengths, given))
-    if "quality_bucket" in tax and "quality" in ds.column_names:
+    if "quality_bucket" in tax and "quality_bucket" in made and "quality" in ds.column_names:
         language = ds["language"] if "language" in ds.column_names else [None] * len(ds)
         given = ds["quality_bucket"] if "quality_bucket" in ds.column_names else None
         ds = _set_column(ds, "quality_bucket", quality_buckets(tax, ds["quality"], language, given))

@@ -10,15 +10,13 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import datasets
 import pyarrow as pa
 
-from treasure.annotate.pipeline import output_features, run_steps
-
-if TYPE_CHECKING:
-    from treasure.annotate.pipeline import AnnotateConfig
+from treasure.annotate.config import AnnotateConfig
+from treasure.annotate.steps import output_features, run_steps
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from treasure import io, template
+from treasure.annotate.registry import REGISTRY
 from treasure.cli import console
-from treasure.taxonomy import Taxonomy
+from treasure.taxonomy import GIVEN, Taxonomy
 
 taxonomy_app = typer.Typer(help="Show or validate a marker taxonomy.", no_args_is_help=True)
 template_app = typer.Typer(help="Render or parse a <TEMPLATE> block (debug helpers).", no_args_is_help=True)
@@ -23,8 +24,9 @@ TaxonomyOpt = typer.Option(None, "--taxonomy", "-t", help="Taxonomy YAML (defaul
 def taxonomy_show(
     file: Path | None = typer.Argument(None, help="Taxonomy YAML; default if omitted."),
 ) -> None:
-    """Print every marker: kind, values or range, annotator, whether users may set it."""
+    """Print every marker: kind, values or range, the annotators making it, whether users may set it."""
     tax = Taxonomy.load(file)
+    makers = REGISTRY.makers(tax)
     table = Table(title=f"taxonomy sha256:{tax.content_hash()[:12]}")
     for column in ("marker", "kind", "annotator", "user"):
         table.add_column(column, no_wrap=True)
@@ -33,16 +35,18 @@ def taxonomy_show(
         rule = ", ".join(marker.values) if marker.values else marker.description
         if marker.thresholds:
             rule += f"  (thresholds {list(marker.thresholds)} on {marker.of})"
+        made_by = ", ".join(dict.fromkeys((*makers[marker.name], *REGISTRY.producers(marker.name))))
         table.add_row(
-            marker.name, marker.kind, marker.annotator, "yes" if marker.user_settable else "no", rule
+            marker.name, marker.kind, made_by or GIVEN, "yes" if marker.user_settable else "no", rule
         )
     console.print(table)
 
 
 @taxonomy_app.command("validate")
 def taxonomy_validate(file: Path) -> None:
-    """Validate a taxonomy YAML; every problem is listed with its key."""
+    """Validate a taxonomy YAML (every problem is listed with its key) and its annotator names."""
     tax = Taxonomy.load(file)
+    REGISTRY.makers(tax)
     console.print(
         f"[green]ok[/] {file}: {len(tax.markers)} markers, sha256:{tax.content_hash()}", soft_wrap=True
     )

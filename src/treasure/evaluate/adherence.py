@@ -11,36 +11,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from treasure.annotate import annotate_texts
-from treasure.evaluate.config import EvalConfig
+from treasure.annotate import AnnotateConfig, annotate_texts
+from treasure.annotate.registry import REGISTRY
+from treasure.evaluate.config import MODES, EvalConfig
 from treasure.evaluate.prompts import EvalPrompt
 from treasure.evaluate.runs import GenerationRuns
 from treasure.taxonomy import Taxonomy
 
-ANNOTATOR_OF: dict[str, str] = {
-    "language": "language",
-    "task": "classifier",
-    "domain": "classifier",
-    "quality": "quality",
-}
-MODES: tuple[str, ...] = ("conditioning", "controlling", "strict")
 N_EXAMPLES = 3  # prompts whose answers under every mode and value are kept for the report
 EXAMPLE_CHARS = 600
 
 
-def annotators_for(markers: Sequence[str]) -> tuple[str, ...]:
-    """Annotators producing `markers` (rules by default; rules always need language first)."""
-    needed = {ANNOTATOR_OF.get(m, "rules") for m in markers}
-    if "rules" in needed:
-        needed.add("language")
-    return tuple(a for a in ("language", "rules", "classifier", "quality") if a in needed)
+def annotators_for(markers: Sequence[str], tax: Taxonomy) -> tuple[str, ...]:
+    """The annotators making `markers` under `tax` (its `annotator:` fields, through the registry), with
+    those making the markers they read."""
+    makers = REGISTRY.makers(tax)
+    needed = {a for m in markers for a in makers.get(m, ())}
+    return REGISTRY.with_inputs(needed, AnnotateConfig(taxonomy=tax))
 
 
 def reannotate(
     prompts: Sequence[str], responses: Sequence[str], markers: Sequence[str], tax: Taxonomy
 ) -> list[dict]:
     """Markers of each (prompt, answer) as the annotators see them."""
-    return annotate_texts(list(prompts), list(responses), annotators_for(markers), tax)
+    return annotate_texts(list(prompts), list(responses), annotators_for(markers, tax), tax)
 
 
 def run_adherence(
