@@ -8,12 +8,17 @@ import typer.main
 from treasure.build import BuildConfig
 from treasure.cli import _register_commands, app
 from treasure.cli._from_config import command
+from treasure.generate import GenerateConfig
 from treasure.knobs import knobs
 from treasure.serve import ServeConfig
 
 DERIVED = {  # command: (config class, parameters that are not knobs)
     "build": (BuildConfig, {"annotated", "output", "overwrite"}),
     "serve": (ServeConfig, {"model_dir"}),
+    "generate": (
+        GenerateConfig,
+        {"model_dir", "prompt", "prompts", "marker", "show_markers", "out", "overwrite"},
+    ),
 }
 
 

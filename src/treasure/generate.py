@@ -22,6 +22,7 @@ from treasure import instructions, io, models, template
 from treasure.backends import Backend, Completion, GenerationConfig, Stop, load_backend
 from treasure.errors import DataError, MarkerError, TreasureError
 from treasure.io import iter_records
+from treasure.knobs import knob
 from treasure.special_tokens import Defuser
 from treasure.taxonomy import Taxonomy
 
@@ -30,6 +31,27 @@ __all__ = ["MODES", "AnswerFilter", "Generation", "GenerationConfig", "Generator
 Mode = Literal["conditioning", "controlling", "fixed"]
 MODES: tuple[str, ...] = ("conditioning", "controlling", "fixed")
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerateConfig:
+    """What `treasure generate` asks of a model dir: the mode, strictness, backend and decoding options."""
+
+    mode: str | None = field(
+        default=None,
+        metadata=knob(
+            f"One of {', '.join(MODES)} (default: controlling if --marker is given, else conditioning)."
+        ),
+    )
+    strict: bool = field(
+        default=False, metadata=knob("Prefill the given markers so the model cannot contradict them.")
+    )
+    backend: str = field(default="transformers", metadata=knob("transformers or vllm."))
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and self.mode not in MODES:
+            raise TreasureError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
 
 @dataclass

@@ -1,7 +1,11 @@
-"""`treasure generate`: answers from a model dir under conditioning, controlling or fixed markers."""
+"""`treasure generate`: answers from a model dir under conditioning, controlling or fixed markers.
+
+Its options are `GenerateConfig`'s fields (with `GenerationConfig`'s) plus the model, the prompts, the
+given markers and the output."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -10,33 +14,55 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from treasure.cli import console
+from treasure.cli._from_config import command
 from treasure.cli.basics import parse_marker_args
 from treasure.errors import TreasureError
-from treasure.generate import MODES, GenerationConfig, Generator, output_row, read_prompts
+from treasure.generate import GenerateConfig, Generator, output_row, read_prompts
 from treasure.io import write_jsonl
 
 
+def _parameter(name: str, annotation: object, info: object) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=info)
+
+
+IO = [
+    _parameter(
+        "model_dir",
+        str,
+        typer.Argument(
+            ..., help="Model dir written by `treasure train`, or a registry name (`treasure models list`)."
+        ),
+    ),
+    _parameter("prompt", str | None, typer.Option(None, "--prompt", "-p", help="One prompt.")),
+    _parameter(
+        "prompts", Path | None, typer.Option(None, "--prompts", help="JSONL rows with `id` and `prompt`.")
+    ),
+    _parameter(
+        "marker", list[str], typer.Option([], "--marker", "-m", help="NAME=VALUE, repeatable (controlling).")
+    ),
+    _parameter(
+        "show_markers",
+        bool,
+        typer.Option(False, "--show-markers", help="Print the markers beside the answer."),
+    ),
+    _parameter(
+        "out",
+        Path | None,
+        typer.Option(None, "--out", "-o", help="Write JSON lines here (default: stdout)."),
+    ),
+    _parameter("overwrite", bool, typer.Option(False, "--overwrite", help="Replace an existing --out file.")),
+]
+
+
 def generate_command(
-    model_dir: Path = typer.Argument(
-        ..., help="Model dir written by `treasure train`, or a registry name (`treasure models list`)."
-    ),
-    prompt: str | None = typer.Option(None, "--prompt", "-p", help="One prompt."),
-    prompts: Path | None = typer.Option(None, "--prompts", help="JSONL rows with `id` and `prompt`."),
-    marker: list[str] = typer.Option([], "--marker", "-m", help="NAME=VALUE, repeatable (controlling)."),
-    mode: str | None = typer.Option(
-        None,
-        help=f"One of {', '.join(MODES)} (default: controlling if --marker is given, else conditioning).",
-    ),
-    strict: bool = typer.Option(False, help="Prefill the given markers so the model cannot contradict them."),
-    seed: int = typer.Option(0, help="Sampling seed (same seed, same output)."),
-    temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy)."),
-    top_p: float = typer.Option(0.95, help="Nucleus sampling mass."),
-    max_new_tokens: int = typer.Option(256, help="Completion length cap in model tokens."),
-    batch_size: int = typer.Option(16, help="Prompts per batch."),
-    backend: str = typer.Option("transformers", help="transformers or vllm."),
-    show_markers: bool = typer.Option(False, "--show-markers", help="Print the markers beside the answer."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write JSON lines here (default: stdout)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    config: GenerateConfig,
+    model_dir: str,
+    prompt: str | None,
+    prompts: Path | None,
+    marker: list[str],
+    show_markers: bool,
+    out: Path | None,
+    overwrite: bool,
 ) -> None:
     """Generate answers; writes `id, prompt, response, markers, markers_error` per prompt."""
     if (prompt is None) == (prompts is None):
@@ -46,11 +72,8 @@ def generate_command(
             f"{out}: exists; add --overwrite to replace it (kept until the new one is written)"
         )
     given = dict(parse_marker_args(marker)) or None
-    mode = mode or ("controlling" if given else "conditioning")
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size
-    )
-    generator = Generator.from_model_dir(model_dir, backend=backend)
+    mode = config.mode or ("controlling" if given else "conditioning")
+    generator = Generator.from_model_dir(model_dir, backend=config.backend)
     rows = (
         read_prompts(prompts, generator.taxonomy)
         if prompts
@@ -63,10 +86,15 @@ def generate_command(
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("generate", total=len(rows))
             results = generator.generate(
-                texts, mode, markers, strict, config, progress=lambda n: bar.advance(task, n)
+                texts,
+                mode,
+                markers,
+                config.strict,
+                config.generation,
+                progress=lambda n: bar.advance(task, n),
             )
     else:
-        results = generator.generate(texts, mode, markers, strict, config)
+        results = generator.generate(texts, mode, markers, config.strict, config.generation)
     out_rows = [output_row(row["id"], result) for row, result in zip(rows, results, strict=True)]
     if out is not None:
         write_jsonl(out_rows, out)
@@ -82,4 +110,4 @@ def generate_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate_command)
+    app.command("generate")(command(GenerateConfig, generate_command, extra=IO))
