@@ -1,5 +1,5 @@
 """Accuracy of the embedded annotators on labelled data the repo ships: language ID on the LLMZoo
-multilingual prompts, task/domain on `data/dev/task_domain_dev.jsonl`, code_type on HumanEvalPack."""
+multilingual prompts, task/domain on `treasure/data/dev/task_domain_dev.jsonl`, code_type on HumanEvalPack."""
 
 from __future__ import annotations
 
