@@ -1,9 +1,14 @@
 """`treasure evaluate`: length-instruction violation and win rate (the paper's table), marker adherence,
-marker prediction, long-tail buckets, optional HumanEvalFix, and an HTML report. See the README."""
+marker prediction, long-tail buckets, optional HumanEvalFix, and an HTML report. See the README.
+
+Each suite is a `Suite` (treasure.evaluate.suite) in its own module under `treasure.evaluate.suites`;
+`register` adds one."""
 
 from treasure.evaluate.config import DEFAULT_SUITES, SUITES, EvalConfig, JudgeConfig
 from treasure.evaluate.report import ReportConfig, paper_table, write_report
 from treasure.evaluate.runner import evaluate
+from treasure.evaluate.suite import Suite
+from treasure.evaluate.suites import register
 
 __all__ = [
     "DEFAULT_SUITES",
@@ -11,7 +16,9 @@ __all__ = [
     "EvalConfig",
     "JudgeConfig",
     "ReportConfig",
+    "Suite",
     "evaluate",
     "paper_table",
+    "register",
     "write_report",
 ]

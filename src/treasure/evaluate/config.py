@@ -2,33 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from treasure import models
 from treasure.backends import GenerationConfig
 from treasure.errors import TreasureError
+from treasure.generate import MODES as GENERATION_MODES
 
-SUITES: tuple[str, ...] = (
+if TYPE_CHECKING:
+    from treasure.evaluate.suite import Suite
+
+DEFAULT_SUITES: tuple[str, ...] = (
     "length-instruct",
     "win-rate",
     "adherence",
     "marker-prediction",
     "long-tail",
-    "code",
 )
-DEFAULT_SUITES: tuple[str, ...] = SUITES[:5]
-NEEDS_BASELINE: frozenset[str] = frozenset({"length-instruct", "win-rate", "long-tail"})
+# the generation modes, plus strict: controlling with the requested values also prefilled in the model's block
+MODES: tuple[str, ...] = (*GENERATION_MODES, "strict")
+
+
+def _registry() -> Mapping[str, Suite]:
+    from treasure.evaluate.suites import REGISTRY  # the suites import this module, so not at the top
+
+    return REGISTRY
+
+
+def __getattr__(name: str) -> Any:
+    """`SUITES` (every registered suite's name) and `NEEDS_BASELINE` (those comparing against the
+    baseline), read from the registry when asked."""
+    if name == "SUITES":
+        return tuple(_registry())
+    if name == "NEEDS_BASELINE":
+        return frozenset(n for n, suite in _registry().items() if suite.needs_baseline)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def normalise_suites(names: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """`"length_instruct,adherence"` or a sequence → canonical suite names (unknown names raise)."""
     raw = names.split(",") if isinstance(names, str) else list(names)
     suites = tuple(dict.fromkeys(n.strip().replace("_", "-") for n in raw if n.strip()))
-    unknown = [n for n in suites if n not in SUITES]
+    registry = _registry()
+    unknown = [n for n in suites if n not in registry]
     if unknown:
-        raise TreasureError(f"unknown suite(s) {', '.join(unknown)}; valid: {', '.join(SUITES)}")
+        raise TreasureError(f"unknown suite(s) {', '.join(unknown)}; valid: {', '.join(registry)}")
     return suites
 
 
@@ -92,10 +113,15 @@ class EvalConfig:
             object.__setattr__(self, "baseline_dir", models.local_path(self.baseline_dir))
         if isinstance(self.judge, str):
             object.__setattr__(self, "judge", JudgeConfig(kind=self.judge))  # type: ignore[arg-type]
-        missing = sorted(NEEDS_BASELINE & set(self.suites)) if self.baseline_dir is None else []
-        if missing:
+        missing = sorted(n for n in self.suites if _registry()[n].needs_baseline)
+        if missing and self.baseline_dir is None:
             raise TreasureError(
                 f"suite(s) {', '.join(missing)} compare against a baseline: pass --baseline DIR"
+            )
+        if not set(self.adherence_modes) <= {"controlling", "strict"}:
+            raise TreasureError(
+                f"adherence_modes {self.adherence_modes}: controlling and/or strict "
+                "(conditioning, the base rate, always runs)"
             )
         if self.n_prompts < 1 or self.n_adherence_prompts < 1:
             raise TreasureError("n_prompts and n_adherence_prompts must be ≥ 1")
