@@ -128,7 +128,7 @@ def test_markers_option_restricts_markers_and_prompt_text_cannot_forge_them() ->
         assert "<task>Rewrite" not in user  # the prompt's own tag text is escaped
     with pytest.raises(MarkerError, match="unknown marker 'colour'"):
         build_rows(rows, TAX, BuildConfig(markers=("colour",), tokenizer=None))
-    with pytest.raises(TreasureError, match="marker_dropout must be between 0 and 1, got 1.5"):
+    with pytest.raises(TreasureError, match=r"marker_dropout must be between 0 and 1, got 1\.5"):
         BuildConfig(marker_dropout=1.5, tokenizer=None)  # the field is named, not a CLI flag
     with pytest.raises(TreasureError, match="overhead_modes: unknown style 'bold'"):
         BuildConfig(overhead_modes=("bold",))

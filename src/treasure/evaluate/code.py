@@ -47,7 +47,7 @@ class CodeSuiteConfig:
     """Settings of the code suite. `max_new_tokens`/`temperature` are for the caller's `generate_fn`."""
 
     language: str = "python"
-    data_path: Path | None = None  # default: data/code/humanevalpack_<language>.jsonl.gz
+    data_path: Path | None = None  # default: the bundled data/code/humanevalpack_<language>.jsonl.gz
     n_problems: int | None = None  # None = all 164; else a seeded sample
     seed: int = 0
     variant: Literal["tests", "docs"] = "tests"  # HumanEvalFixTests (tests shown) or HumanEvalFixDocs
