@@ -8,6 +8,7 @@ import typer.main
 from treasure.build import BuildConfig
 from treasure.cli import _register_commands, app
 from treasure.cli._from_config import command
+from treasure.demo import DemoConfig
 from treasure.generate import GenerateConfig
 from treasure.knobs import knobs
 from treasure.serve import ServeConfig
@@ -15,6 +16,7 @@ from treasure.serve import ServeConfig
 DERIVED = {  # command: (config class, parameters that are not knobs)
     "build": (BuildConfig, {"annotated", "output", "overwrite"}),
     "serve": (ServeConfig, {"model_dir"}),
+    "demo": (DemoConfig, set()),
     "generate": (
         GenerateConfig,
         {"model_dir", "prompt", "prompts", "marker", "show_markers", "out", "overwrite"},

@@ -26,6 +26,7 @@ from rich.text import Text
 from treasure import io, models
 from treasure.bundled import load_bundled
 from treasure.errors import TreasureError
+from treasure.knobs import knob
 
 DONE = ".done"
 SHOWCASE_PROMPTS = (
@@ -110,12 +111,25 @@ RECIPES: dict[str, DemoRecipe] = {
 class DemoConfig:
     """Where the demo writes, its seed and recipe (`smollm2` or `tiny`), and the stage times it measured."""
 
-    out_dir: Path | None = None  # default runs/demo (smollm2) or runs/demo-<recipe>
-    seed: int = 0
-    recipe: str = "smollm2"
-    eval_prompts: int | None = None  # None: the recipe's
-    suites: tuple[str, ...] = ("length-instruct", "win-rate", "adherence", "marker-prediction", "long-tail")
-    timings: dict[str, float] = field(default_factory=dict)
+    out_dir: Path | None = field(
+        default=None,
+        metadata=knob("Where every stage writes (cached); default runs/demo, or runs/demo-RECIPE."),
+    )
+    seed: int = field(default=0, metadata=knob("Seed for every random step."))
+    recipe: str = field(
+        default="smollm2",
+        metadata=knob(
+            f"Demo recipe: {', '.join(RECIPES)} (smollm2: LoRA on SmolLM2-135M-Instruct; tiny: scratch)."
+        ),
+    )
+    eval_prompts: int | None = field(
+        default=None, metadata=knob("Prompts per evaluation suite (default: the recipe's).")
+    )
+    suites: tuple[str, ...] = field(
+        default=("length-instruct", "win-rate", "adherence", "marker-prediction", "long-tail"),
+        metadata=knob("Evaluation suites the demo runs (comma list)."),
+    )
+    timings: dict[str, float] = field(default_factory=dict)  # measured stage times (not an option)
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
