@@ -2,7 +2,7 @@
 (`treasure.cli._from_config`) and YAML recipes derive from the dataclass instead of repeating it.
 
 A field whose type is itself a dataclass (e.g. `GenerationConfig`) contributes its own knobs, flattened.
-Fields without `knob` metadata, or with `knob(..., cli=False)`, are library-only.
+Fields without `knob` metadata are library-only.
 """
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ from collections.abc import Iterator
 from types import NoneType, UnionType
 from typing import Any
 
-HELP, CLI, FLAGS, ENVVAR = "help", "cli", "flags", "envvar"
+HELP, FLAGS, ENVVAR = "help", "flags", "envvar"
 
 
-def knob(help: str, *flags: str, cli: bool = True, envvar: str | None = None) -> dict[str, Any]:
-    """Field metadata: the option's help; its flags if not `--field-name` (e.g. "--drain", "-o"); whether
-    the CLI shows it; an environment variable it may come from."""
-    return {HELP: help, FLAGS: flags, CLI: cli, ENVVAR: envvar}
+def knob(help: str, *flags: str, envvar: str | None = None) -> dict[str, Any]:
+    """Field metadata: the option's help; its flags if not `--field-name` (e.g. "--drain", "-o"); an
+    environment variable it may come from."""
+    return {HELP: help, FLAGS: flags, ENVVAR: envvar}
 
 
 @dataclasses.dataclass(frozen=True)
 class Knob:
     name: str
-    owner: type  # the dataclass declaring it
     path: tuple[str, ...]  # attribute path from the top config (nested dataclasses)
     kind: Any  # the field's resolved type
     default: Any
@@ -50,10 +49,10 @@ def knobs(config_cls: type, path: tuple[str, ...] = ()) -> Iterator[Knob]:
         if dataclasses.is_dataclass(optional_type(kind)[0]):
             yield from knobs(optional_type(kind)[0], (*path, f.name))
             continue
-        if not f.metadata.get(CLI, False):
+        if HELP not in f.metadata:
             continue
         default = f.default if f.default is not dataclasses.MISSING else ...
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         meta = f.metadata
-        yield Knob(f.name, config_cls, (*path, f.name), kind, default, meta[HELP], meta[FLAGS], meta[ENVVAR])
+        yield Knob(f.name, (*path, f.name), kind, default, meta[HELP], meta[FLAGS], meta[ENVVAR])

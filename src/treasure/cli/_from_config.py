@@ -44,17 +44,16 @@ def _cli_default(default: Any) -> Any:
     return default
 
 
+def parameter(name: str, annotation: Any, info: Any) -> inspect.Parameter:
+    """A command parameter that is not a knob (an input or output), e.g. `typer.Argument(...)`."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=info)
+
+
 def command(
-    config_cls: type,
-    run: Callable[..., None],
-    *,
-    arguments: dict[str, str] | None = None,
-    extra: list[inspect.Parameter] | None = None,
+    config_cls: type, run: Callable[..., None], *, extra: list[inspect.Parameter] | None = None
 ) -> Callable[..., None]:
-    """A Typer command taking one option per knob of `config_cls` (plus `extra` parameters) that builds the
-    config and calls `run(config, **extra_values)`. `arguments` maps knob names to positional arguments'
-    help (e.g. {"model_dir": "Model dir …"})."""
-    arguments = arguments or {}
+    """A Typer command taking one option per knob of `config_cls` (plus `extra` parameters, see
+    `parameter`) that builds the config and calls `run(config, **extra_values)`."""
     parameters: list[inspect.Parameter] = []
     converters: dict[str, tuple[Knob, Callable[[Any], Any]]] = {}
     for k in knobs(config_cls):
@@ -62,16 +61,11 @@ def command(
             raise TypeError(f"{config_cls.__name__}: knob {k.name!r} declared twice")
         kind, convert = _cli_type(k.kind)
         converters[k.name] = (k, convert)
-        if k.name in arguments:
-            info = typer.Argument(..., help=arguments[k.name])
-        else:
-            long = next((f[2:] for f in k.flags if f.startswith("--")), k.name.replace("_", "-"))
-            short = tuple(f for f in k.flags if not f.startswith("--"))
-            flag = f"--{long}/--no-{long}" if optional_type(k.kind)[0] is bool else f"--{long}"
-            info = typer.Option(_cli_default(k.default), flag, *short, help=k.help, envvar=k.envvar)
-        parameters.append(
-            inspect.Parameter(k.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=kind)
-        )
+        long = next((f[2:] for f in k.flags if f.startswith("--")), k.name.replace("_", "-"))
+        short = tuple(f for f in k.flags if not f.startswith("--"))
+        flag = f"--{long}/--no-{long}" if optional_type(k.kind)[0] is bool else f"--{long}"
+        info = typer.Option(_cli_default(k.default), flag, *short, help=k.help, envvar=k.envvar)
+        parameters.append(parameter(k.name, kind, info))
     parameters += extra or []
 
     def invoke(**values: Any) -> None:

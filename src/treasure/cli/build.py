@@ -5,7 +5,6 @@ Its options are `BuildConfig`'s fields (declared there, with their help) plus th
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import typer
@@ -13,27 +12,20 @@ from rich.table import Table
 
 from treasure.build import BuildConfig, build
 from treasure.cli import console
-from treasure.cli._from_config import command
+from treasure.cli._from_config import command, parameter
 from treasure.io import read_json
 
 IO = [
-    inspect.Parameter(
+    parameter(
         "annotated",
-        inspect.Parameter.KEYWORD_ONLY,
-        annotation=Path,
-        default=typer.Argument(..., help="Annotated data (with .taxonomy.yaml/.stats.json beside it)."),
+        Path,
+        typer.Argument(..., help="Annotated data (with .taxonomy.yaml/.stats.json beside it)."),
     ),
-    inspect.Parameter(
-        "output",
-        inspect.Parameter.KEYWORD_ONLY,
-        annotation=Path,
-        default=typer.Option(..., "--output", "-o", help="TRAIN_DIR to write."),
-    ),
-    inspect.Parameter(
+    parameter("output", Path, typer.Option(..., "--output", "-o", help="TRAIN_DIR to write.")),
+    parameter(
         "overwrite",
-        inspect.Parameter.KEYWORD_ONLY,
-        annotation=bool,
-        default=typer.Option(
+        bool,
+        typer.Option(
             False, "--overwrite", help="Replace an existing TRAIN_DIR (kept until the new one is complete)."
         ),
     ),
@@ -42,8 +34,6 @@ IO = [
 
 def build_command(config: BuildConfig, annotated: Path, output: Path, overwrite: bool) -> None:
     """Build TRAIN_DIR: chat messages with markers (dropout in the prompt, full template in the answer)."""
-    if config.tokenizer == "none":
-        config.tokenizer = None
     out = build(annotated, output, config, overwrite=overwrite)
     report = read_json(out / "build.json")
     console.print(

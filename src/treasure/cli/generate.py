@@ -5,7 +5,6 @@ given markers and the output."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -14,43 +13,38 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from treasure.cli import console
-from treasure.cli._from_config import command
+from treasure.cli._from_config import command, parameter
 from treasure.cli.basics import parse_marker_args
 from treasure.errors import TreasureError
 from treasure.generate import GenerateConfig, Generator, output_row, read_prompts
 from treasure.io import write_jsonl
 
-
-def _parameter(name: str, annotation: object, info: object) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=info)
-
-
 IO = [
-    _parameter(
+    parameter(
         "model_dir",
         str,
         typer.Argument(
             ..., help="Model dir written by `treasure train`, or a registry name (`treasure models list`)."
         ),
     ),
-    _parameter("prompt", str | None, typer.Option(None, "--prompt", "-p", help="One prompt.")),
-    _parameter(
+    parameter("prompt", str | None, typer.Option(None, "--prompt", "-p", help="One prompt.")),
+    parameter(
         "prompts", Path | None, typer.Option(None, "--prompts", help="JSONL rows with `id` and `prompt`.")
     ),
-    _parameter(
+    parameter(
         "marker", list[str], typer.Option([], "--marker", "-m", help="NAME=VALUE, repeatable (controlling).")
     ),
-    _parameter(
+    parameter(
         "show_markers",
         bool,
         typer.Option(False, "--show-markers", help="Print the markers beside the answer."),
     ),
-    _parameter(
+    parameter(
         "out",
         Path | None,
         typer.Option(None, "--out", "-o", help="Write JSON lines here (default: stdout)."),
     ),
-    _parameter("overwrite", bool, typer.Option(False, "--overwrite", help="Replace an existing --out file.")),
+    parameter("overwrite", bool, typer.Option(False, "--overwrite", help="Replace an existing --out file.")),
 ]
 
 

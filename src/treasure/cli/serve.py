@@ -5,19 +5,16 @@ Its options are `ServeConfig`'s fields (declared there, with their help; the req
 
 from __future__ import annotations
 
-import inspect
-
 import typer
 
 from treasure.cli import console
-from treasure.cli._from_config import command
+from treasure.cli._from_config import command, parameter
 from treasure.serve import ServeConfig, serve
 
-MODEL_DIR = inspect.Parameter(
+MODEL_DIR = parameter(
     "model_dir",
-    inspect.Parameter.KEYWORD_ONLY,
-    annotation=str,
-    default=typer.Argument(
+    str,
+    typer.Argument(
         ..., help="Model dir written by `treasure train`, or a registry name (`treasure models list`)."
     ),
 )
