@@ -78,6 +78,19 @@ class Stop:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
 
+def checked_model_dir(path: str | Path) -> Path:
+    """`path` as a Path; a `TreasureError` if it holds no model (no config.json)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise TreasureError(f"{path}: not a model dir (no config.json); make one with `treasure train`")
+    return path
+
+
+def token_ids(tokenizer: Any, text: str) -> list[int]:
+    """How every backend encodes a finished prompt text (its chat template already holds the specials)."""
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 class Backend(Protocol):
     """What `Generator` needs from an inference engine."""
 

@@ -10,9 +10,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
-from treasure.backends import SAMPLING_EPS, Completion, GenerationConfig, Stop
+from treasure.backends import SAMPLING_EPS, Completion, GenerationConfig, Stop, checked_model_dir, token_ids
 from treasure.backends.turns import TurnLock, TurnStreamer, generate_in_turns
-from treasure.errors import TreasureError
 
 
 class _StopWhenRequested(StoppingCriteria):
@@ -32,9 +31,7 @@ class TransformersBackend:
     one turn."""
 
     def __init__(self, model_dir: str | Path, device: str | None = None, turn_tokens: int = 16) -> None:
-        path = Path(model_dir)
-        if not (path / "config.json").is_file():
-            raise TreasureError(f"{path}: not a model dir (no config.json); make one with `treasure train`")
+        path = checked_model_dir(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -139,4 +136,4 @@ class TransformersBackend:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` under this model's tokenizer."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(token_ids(self.tokenizer, text))

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from transformers import AutoConfig, AutoTokenizer
 
-from treasure.backends import Completion, GenerationConfig, Stop
+from treasure.backends import Completion, GenerationConfig, Stop, token_ids
 from treasure.errors import TreasureError
 
 
@@ -134,7 +134,7 @@ class UpstreamBackend:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` under the local copy of the model's tokenizer."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(token_ids(self.tokenizer, text))
 
 
 def _event(data: str, where: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
-from treasure.backends import SAMPLING_EPS, Completion, GenerationConfig, Stop
+from treasure.backends import SAMPLING_EPS, Completion, GenerationConfig, Stop, checked_model_dir, token_ids
 from treasure.errors import TreasureError
 
 INSTALL_HINT = (
@@ -67,19 +67,17 @@ class VLLMBackend:
     def __init__(
         self, model_dir: str | Path, max_model_len: int | None = None, **engine_options: Any
     ) -> None:
-        path = Path(model_dir)
-        if not (path / "config.json").is_file():
-            raise TreasureError(f"{path}: not a model dir (no config.json); make one with `treasure train`")
+        path = checked_model_dir(model_dir)
         if (path / "adapter_config.json").is_file():
             raise TreasureError(
                 f"{path}: a LoRA adapter; the vLLM backend needs merged weights (`treasure train --merge`)"
             )
         import_vllm()
-        from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        cpu = _on_cpu()
-        if cpu:
+        from vllm import AsyncEngineArgs
+
+        if _on_cpu():
             for name, value in cpu_defaults().items():
                 os.environ.setdefault(name, value)
             engine_options = {"dtype": "float32", "enforce_eager": True, **engine_options}
@@ -118,8 +116,9 @@ class VLLMBackend:
         self.engine.shutdown()
 
     def _params(self, config: GenerationConfig, delta: bool = False) -> Any:
-        from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
+
+        from vllm import SamplingParams
 
         greedy = config.temperature < SAMPLING_EPS
         return SamplingParams(
@@ -135,7 +134,7 @@ class VLLMBackend:
         )
 
     def _prompt(self, text: str) -> dict[str, Any]:
-        return {"prompt_token_ids": self.tokenizer(text, add_special_tokens=False)["input_ids"]}
+        return {"prompt_token_ids": token_ids(self.tokenizer, text)}
 
     async def _outputs(self, text: str, params: Any, stop: Stop | None) -> AsyncIterator[Any]:
         """The engine's outputs for one request; aborted in the engine when `stop` is requested."""
@@ -207,4 +206,4 @@ class VLLMBackend:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` under this model's tokenizer."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(token_ids(self.tokenizer, text))
