@@ -93,17 +93,24 @@ def start_server(
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     root = f"http://127.0.0.1:{port}"
+    wait_until_healthy(process, f"{root}/health", timeout_s, "treasure serve")
+    return process, f"{root}/v1"
+
+
+def wait_until_healthy(process: subprocess.Popen, health_url: str, timeout_s: float, what: str) -> None:
+    """Poll `health_url` until it answers 200; raise (with the server's output) if the process exits first
+    or `timeout_s` passes (then the process is killed). The process's stdout must be a text pipe."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"treasure serve exited with {process.returncode}:\n{process.stdout.read()}")
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{process.stdout.read()}")
         try:
-            if httpx.get(f"{root}/health", timeout=1).status_code == 200:
-                return process, f"{root}/v1"
+            if httpx.get(health_url, timeout=1).status_code == 200:
+                return
         except httpx.HTTPError:
             time.sleep(0.3)
     process.kill()
-    raise RuntimeError(f"treasure serve did not answer /health within {timeout_s}s")
+    raise RuntimeError(f"{what} did not answer {health_url} within {timeout_s}s")
 
 
 def stop_server(process: subprocess.Popen, timeout_s: float = 20) -> None:

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed (make test runs these in .venv-vllm)")
@@ -24,7 +23,7 @@ pytest.importorskip("vllm", reason="vLLM is not installed (make test runs these 
 import openai
 import uvicorn
 
-from fixtures_server import _free_port, stop_server
+from fixtures_server import _free_port, stop_server, wait_until_healthy
 from treasure.backends import GenerationConfig, Stop
 from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.runner import evaluate
@@ -167,18 +166,7 @@ def vllm_engine_server(tiny_model_dir: Path) -> Iterator[str]:
 
     env = {**cpu_defaults(), **os.environ}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"vLLM's server exited with {process.returncode}:\n{process.stdout.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        raise RuntimeError("vLLM's server did not become healthy within 300 s")
+    wait_until_healthy(process, f"http://127.0.0.1:{port}/health", 300, "vLLM's server")
     try:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
