@@ -1,30 +1,59 @@
 """Typer commands derived from config dataclasses (`treasure.knobs`): one option per knob, so each knob is
-declared once, in its field. Tuple fields take a comma-separated list; `X | None` text fields take the word
-`none` for None; booleans get `--x/--no-x`."""
+declared once, in its field. Tuple fields take a comma-separated list; mappings take repeated NAME=VALUE;
+`X | None` text fields take the word `none` for None; booleans get `--x/--no-x`.
+
+Only the options given on the command line (or through their environment variable) reach the config: the
+others keep the dataclass's default, or a recipe's value when the command has a `recipe` loader."""
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
 from pathlib import Path
+from types import NoneType
 from typing import Any
 
 import typer
 
 from treasure.knobs import Knob, knobs, optional_type
 
+Recipe = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+CONTEXT = "treasure_context"
 
-def _cli_type(kind: Any) -> tuple[Any, Callable[[Any], Any]]:
+
+def _is_mapping(kind: Any) -> bool:
+    origin = typing.get_origin(kind) or kind
+    return isinstance(origin, type) and issubclass(origin, collections.abc.Mapping)
+
+
+def _cli_type(k: Knob) -> tuple[Any, Callable[[Any], Any]]:
     """The type Typer parses and the conversion to the field's value."""
-    base, optional = optional_type(kind)
-    if typing.get_origin(base) is tuple:
+    base, optional = optional_type(k.kind)
+    if k.parse is not None:
+        return (str | None), k.parse
+    if _is_mapping(base):
 
-        def to_tuple(text: str | None) -> tuple[str, ...] | None:
+        def to_mapping(pairs: list[str]) -> dict[str, str]:
+            out = {}
+            for pair in pairs:
+                name, sep, value = pair.partition("=")
+                if not sep or not name.strip():
+                    raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}")
+                out[name.strip()] = value.strip()
+            return out
+
+        return list[str], to_mapping
+    if typing.get_origin(base) is tuple:
+        element = typing.get_args(base)[0] if typing.get_args(base) else str
+        element = element if element in (int, float, Path) else str
+
+        def to_tuple(text: str | None) -> tuple[Any, ...] | None:
             if text is None or (optional and text.strip().lower() == "none"):
                 return None
-            return tuple(part.strip() for part in text.split(",") if part.strip())
+            return tuple(element(part.strip()) for part in text.split(",") if part.strip())
 
         return (str | None), to_tuple
     if typing.get_origin(base) is typing.Literal:
@@ -35,13 +64,20 @@ def _cli_type(kind: Any) -> tuple[Any, Callable[[Any], Any]]:
             return None if text is not None and str(text).lower() == "none" else text
 
         return (base | None), none_word
-    return (base | None) if optional else base, lambda value: value
+    return (base | None) if optional or k.optional_group else base, lambda value: value
 
 
-def _cli_default(default: Any) -> Any:
-    if isinstance(default, tuple):
-        return ",".join(map(str, default))
-    return default
+def _cli_default(k: Knob) -> Any:
+    if _is_mapping(optional_type(k.kind)[0]):
+        mapping = k.default if isinstance(k.default, collections.abc.Mapping) else {}
+        return [f"{name}={value}" for name, value in mapping.items()]
+    if k.default is ... and k.optional_group:
+        return None  # required inside its config, but the config itself is optional
+    if isinstance(k.default, tuple):
+        return ",".join(map(str, k.default))
+    if k.parse is not None and not isinstance(k.default, str | int | float | NoneType):
+        return None  # e.g. a Taxonomy: shown as no default, the field's own default applies
+    return k.default
 
 
 def parameter(name: str, annotation: Any, info: Any) -> inspect.Parameter:
@@ -49,32 +85,53 @@ def parameter(name: str, annotation: Any, info: Any) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=info)
 
 
+def _flags(k: Knob) -> list[str]:
+    long = next((f[2:] for f in k.flags if f.startswith("--")), k.name.replace("_", "-"))
+    short = [f for f in k.flags if not f.startswith("--")]
+    return [f"--{long}/--no-{long}" if optional_type(k.kind)[0] is bool else f"--{long}", *short]
+
+
 def command(
-    config_cls: type, run: Callable[..., None], *, extra: list[inspect.Parameter] | None = None
+    config_cls: type,
+    run: Callable[..., None],
+    *,
+    extra: list[inspect.Parameter] | None = None,
+    recipe: Recipe | None = None,
 ) -> Callable[..., None]:
     """A Typer command taking one option per knob of `config_cls` (plus `extra` parameters, see
-    `parameter`) that builds the config and calls `run(config, **extra_values)`."""
-    parameters: list[inspect.Parameter] = []
+    `parameter`) that builds the config and calls `run(config, **extra_values)`.
+
+    `recipe(given, extra_values)` (optional) returns field values (nested configs as dicts) that the
+    options given on the command line override; `given` holds those options' values by knob name."""
+    parameters = [parameter(CONTEXT, typer.Context, inspect.Parameter.empty)]
     converters: dict[str, tuple[Knob, Callable[[Any], Any]]] = {}
     for k in knobs(config_cls):
         if k.name in converters:
             raise TypeError(f"{config_cls.__name__}: knob {k.name!r} declared twice")
-        kind, convert = _cli_type(k.kind)
+        kind, convert = _cli_type(k)
         converters[k.name] = (k, convert)
-        long = next((f[2:] for f in k.flags if f.startswith("--")), k.name.replace("_", "-"))
-        short = tuple(f for f in k.flags if not f.startswith("--"))
-        flag = f"--{long}/--no-{long}" if optional_type(k.kind)[0] is bool else f"--{long}"
-        info = typer.Option(_cli_default(k.default), flag, *short, help=k.help, envvar=k.envvar)
+        if k.positional:
+            info = typer.Argument(... if k.default is ... else _cli_default(k), help=k.help)
+        else:
+            info = typer.Option(_cli_default(k), *_flags(k), help=k.help, envvar=k.envvar)
         parameters.append(parameter(k.name, kind, info))
     parameters += extra or []
 
     def invoke(**values: Any) -> None:
-        tree: dict[str, Any] = {}
-        for name, (k, convert) in converters.items():
+        context: typer.Context = values.pop(CONTEXT)
+        given: dict[str, Any] = {}
+        for name, (_, convert) in converters.items():
+            value = values.pop(name)
+            source = context.get_parameter_source(name)
+            if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT"):
+                given[name] = convert(value)
+        tree = recipe(dict(given), values) if recipe else {}
+        for name, value in given.items():
             node = tree
-            for step in k.path[:-1]:
+            for step in converters[name][0].path[:-1]:
                 node = node.setdefault(step, {})
-            node[k.path[-1]] = convert(values.pop(name))
+            node[converters[name][0].path[-1]] = value
+        _check_groups(converters, given)
         run(_build(config_cls, tree), **values)
 
     invoke.__name__, invoke.__doc__ = run.__name__, run.__doc__
@@ -83,10 +140,24 @@ def command(
     return invoke
 
 
+def _check_groups(converters: dict[str, tuple[Knob, Any]], given: dict[str, Any]) -> None:
+    """An optional config (e.g. `llm`) used at all needs every option it has no default for."""
+    for name in given:
+        group = converters[name][0].optional_group
+        if group is None:
+            continue
+        required = [k for k, _ in converters.values() if k.optional_group == group and k.default is ...]
+        missing = [k for k in required if k.name not in given]
+        if missing:
+            needed = " and ".join(_flags(k)[0] for k in required)
+            raise typer.BadParameter(f"{needed} go together ({_flags(converters[name][0])[0]} was given)")
+
+
 def _build(config_cls: type, tree: dict[str, Any]) -> Any:
     hints = typing.get_type_hints(config_cls)
     values = {}
     for name, value in tree.items():
         kind = optional_type(hints[name])[0]
-        values[name] = _build(kind, value) if dataclasses.is_dataclass(kind) else value
+        is_config = dataclasses.is_dataclass(kind) and isinstance(value, dict)
+        values[name] = _build(kind, value) if is_config else value
     return config_cls(**values)
