@@ -3,17 +3,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import typer.main
 
+from treasure.annotate.classifier import TrainClassifierConfig
+from treasure.annotate.pipeline import AnnotateFileConfig
+from treasure.annotate.quality import TrainQualityConfig
 from treasure.build import BuildConfig
 from treasure.cli import _register_commands, app
 from treasure.cli._from_config import command
 from treasure.demo import DemoConfig
+from treasure.evaluate.config import EvalConfig
 from treasure.generate import GenerateConfig
 from treasure.knobs import knobs
 from treasure.serve import ServeConfig
 
 DERIVED = {  # command: (config class, parameters that are not knobs)
+    "annotate": (AnnotateFileConfig, {"input_path", "output", "quiet"}),
+    "evaluate": (EvalConfig, set()),
+    "annotate-train quality": (TrainQualityConfig, set()),
+    "annotate-train classifier": (TrainClassifierConfig, set()),
     "build": (BuildConfig, {"annotated", "output", "overwrite"}),
     "serve": (ServeConfig, {"model_dir"}),
     "demo": (DemoConfig, set()),
@@ -26,13 +37,16 @@ DERIVED = {  # command: (config class, parameters that are not knobs)
 
 def _command(name: str):
     _register_commands()
-    return typer.main.get_command(app).commands[name]
+    command = typer.main.get_command(app)
+    for word in name.split():
+        command = command.commands[word]
+    return command
 
 
 def test_options_are_exactly_the_config_knobs() -> None:
     for name, (config_cls, io) in DERIVED.items():
         params = {p.name for p in _command(name).params}
-        assert params == {k.name for k in knobs(config_cls)} | io, name
+        assert params == {k.name for k in knobs(config_cls)} | io | {"config_file"}, name
         assert all(p.help for p in _command(name).params if p.name not in io), name
 
 
@@ -53,3 +67,83 @@ def test_values_reach_the_config_with_their_types() -> None:
         ["--markers", "task, domain", "--overhead-modes", "lines", "--baseline"], standalone_mode=False
     )
     assert seen[1].markers == ("task", "domain") and seen[1].overhead_modes == ("lines",) and seen[1].baseline
+
+
+def _run(config_cls, argv: list[str], **kw):
+    seen = []
+    test_app = typer.Typer()
+    test_app.command("x")(command(config_cls, lambda config: seen.append(config), **kw))
+    typer.main.get_command(test_app).main(argv, standalone_mode=False)
+    return seen[0]
+
+
+def test_groups_prefix_nested_knobs_and_keep_the_outer_default(tmp_path: Path) -> None:
+    config = _run(
+        EvalConfig,
+        ["m", "-o", str(tmp_path), "--baseline", "b", "--judge-model", "gpt", "--temperature", "0.5"],
+    )
+    assert config.judge.model == "gpt" and config.judge.kind == "reward-model"
+    # the nested config starts from EvalConfig's default GenerationConfig (200 tokens), not the class's 256
+    assert config.generation.temperature == 0.5 and config.generation.max_new_tokens == 200
+    assert config.limit_scale == "train" and config.limit_clip == (5, 300)
+    config = _run(
+        EvalConfig,
+        ["m", "-o", "o", "--baseline", "b", "--limit-scale", "1.5", "--limit-clip", "3,40", "--seed", "7"],
+    )
+    assert config.limit_scale == 1.5 and config.limit_clip == (3, 40) and config.generation.seed == 7
+
+
+def test_optional_group_is_built_only_when_used(tmp_path: Path) -> None:
+    config = _run(AnnotateFileConfig, ["--field", "prompt=question", "--source-map", "gpt=Synthetic"])
+    assert config.annotate.llm is None and config.fields == {"prompt": "question"}
+    assert config.annotate.source.mapping == {"gpt": "Synthetic"}
+    argv = ["--llm-endpoint", "http://x/v1", "--llm-model", "m", "--llm-concurrency", "9"]
+    config = _run(AnnotateFileConfig, argv)
+    assert (config.annotate.llm.endpoint, config.annotate.llm.model) == ("http://x/v1", "m")
+    assert config.annotate.llm.concurrency == 9 and config.annotate.llm.max_tokens == 96
+    with pytest.raises(typer.BadParameter, match="--llm-endpoint and --llm-model go together"):
+        _run(AnnotateFileConfig, ["--llm-model", "m"])
+    with pytest.raises(typer.BadParameter, match="expected NAME=VALUE"):
+        _run(AnnotateFileConfig, ["--field", "prompt"])
+
+
+def test_parse_knob_and_recipe_defaults(tmp_path: Path) -> None:
+    from treasure.taxonomy import Taxonomy
+
+    custom = tmp_path / "tax.yaml"
+    Taxonomy.default().save(custom)
+    assert _run(AnnotateFileConfig, ["-t", str(custom)]).annotate.taxonomy == Taxonomy.load(custom)
+    recipe_calls = []
+
+    def recipe(given, extra):
+        recipe_calls.append(dict(given))
+        return {"seed": 5, "val_fraction": 0.5}
+
+    config = _run(BuildConfig, ["--seed", "9"], recipe=recipe)
+    assert recipe_calls == [{"seed": 9}]
+    assert config.seed == 9 and config.val_fraction == 0.5  # given beats recipe; recipe beats default
+
+
+def test_config_file_values_under_given_options(tmp_path: Path) -> None:
+    from treasure.errors import TreasureError
+
+    recipe = tmp_path / "eval.yaml"
+    recipe.write_text(
+        "baseline_dir: base\nn_prompts: 7\nlimit_clip: [3, 30]\nlimit_scale: '2'\n"
+        "judge: {kind: openai, endpoint: http://j/v1, model: jm}\n"
+        "generation: {max_new_tokens: 64}\nadherence_markers: {language: [French, German]}\n"
+    )
+    config = _run(EvalConfig, ["m", "-o", "o", "-c", str(recipe), "--n-prompts", "9", "--judge-model", "x"])
+    assert config.n_prompts == 9 and config.baseline_dir == Path("base")  # given beats the file
+    assert config.limit_clip == (3, 30) and config.limit_scale == 2.0
+    assert (config.judge.kind, config.judge.endpoint, config.judge.model) == ("openai", "http://j/v1", "x")
+    assert config.generation.max_new_tokens == 64 and config.generation.temperature == 0.0
+    assert config.adherence_markers == {"language": ("French", "German")}
+    recipe.write_text("judge: {modle: jm}\n")
+    with pytest.raises(
+        TreasureError, match=r"eval.yaml: judge: 'modle' is not a JudgeConfig field; did you mean model"
+    ):
+        _run(EvalConfig, ["m", "-o", "o", "-c", str(recipe)])
+    recipe.write_text("n_prompts: [\n")
+    with pytest.raises(TreasureError, match=r"eval\.yaml: not valid YAML"):
+        _run(EvalConfig, ["m", "-o", "o", "-c", str(recipe)])

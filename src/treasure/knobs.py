@@ -9,11 +9,18 @@ library-only.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import difflib
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any
+
+import yaml
+
+from treasure.errors import TreasureError
 
 HELP, FLAGS, ENVVAR, PARSE, POSITIONAL = "help", "flags", "envvar", "parse", "positional"
 GROUP, EXCLUDE = "group", "exclude"
@@ -69,24 +76,33 @@ def _default(f: dataclasses.Field) -> Any:
     return ...
 
 
+def default_of(config_cls: type, name: str) -> Any:
+    """The default of field `name` (`...` when it has none)."""
+    return _default(next(f for f in dataclasses.fields(config_cls) if f.name == name))
+
+
 def knobs(
     config_cls: type,
     path: tuple[str, ...] = (),
     prefix: str = "",
     optional_group: tuple[str, ...] | None = None,
     exclude: tuple[str, ...] = (),
+    base: Any = None,
 ) -> Iterator[Knob]:
-    """Every CLI knob of `config_cls`, nested dataclass fields flattened, in declaration order."""
+    """Every CLI knob of `config_cls`, nested dataclass fields flattened, in declaration order. A nested
+    config's knobs default to the outer field's default instance (`base`), not to the nested class's."""
     hints = typing.get_type_hints(config_cls)
     for f in dataclasses.fields(config_cls):
         kind, optional = optional_type(hints[f.name])
         if f.name in exclude:
             continue
-        if dataclasses.is_dataclass(kind):
+        default = getattr(base, f.name) if base is not None else _default(f)
+        if dataclasses.is_dataclass(kind) and HELP not in f.metadata:  # a nested config
             meta = f.metadata
             inner = f"{prefix}{meta[GROUP]}_" if meta.get(GROUP) else prefix
             group_path = (*path, f.name) if optional and optional_group is None else optional_group
-            yield from knobs(kind, (*path, f.name), inner, group_path, meta.get(EXCLUDE, ()))
+            nested_base = default if dataclasses.is_dataclass(default) else None
+            yield from knobs(kind, (*path, f.name), inner, group_path, meta.get(EXCLUDE, ()), nested_base)
             continue
         if HELP not in f.metadata:
             continue
@@ -95,7 +111,7 @@ def knobs(
             f"{prefix}{f.name}",
             (*path, f.name),
             hints[f.name],
-            _default(f),
+            default,
             meta[HELP],
             meta[FLAGS],
             meta[ENVVAR],
@@ -103,3 +119,73 @@ def knobs(
             meta.get(POSITIONAL, False),
             optional_group,
         )
+
+
+def config_values(config_cls: type, data: Any, where: str) -> dict[str, Any]:
+    """A YAML mapping of `config_cls` fields (nested configs as mappings) checked and typed: lists become
+    tuples, strings become paths where the field says so, `parse` knobs parse their text. An unknown key
+    is an error naming `where` and the key."""
+    if not isinstance(data, Mapping):
+        raise TreasureError(f"{where}: expected a mapping of {config_cls.__name__} fields, got {data!r}")
+    hints = typing.get_type_hints(config_cls)
+    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
+    out = {}
+    for key, value in data.items():
+        if key not in by_name:
+            close = difflib.get_close_matches(str(key), by_name, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise TreasureError(f"{where}: {key!r} is not a {config_cls.__name__} field{hint}")
+        kind, _ = optional_type(hints[key])
+        parse = by_name[key].metadata.get(PARSE)
+        if (
+            dataclasses.is_dataclass(kind)
+            and isinstance(value, Mapping)
+            and HELP not in by_name[key].metadata
+        ):
+            out[key] = config_values(kind, value, f"{where}: {key}")
+        elif parse is not None and isinstance(value, str):
+            out[key] = parse(value)
+        else:
+            out[key] = _typed(hints[key], value)
+    return out
+
+
+def _typed(kind: Any, value: Any) -> Any:
+    """`value` as read from YAML, with lists made tuples and text made paths where `kind` asks for them."""
+    kind, _ = optional_type(kind)
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if value is None:
+        return None
+    if origin is tuple and isinstance(value, list):
+        element = args[0] if args else Any
+        return tuple(_typed(element, v) for v in value)
+    if origin in (dict, Mapping, collections.abc.Mapping) and isinstance(value, Mapping) and len(args) == 2:
+        return {k: _typed(args[1], v) for k, v in value.items()}
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    return value
+
+
+def load_config_file(config_cls: type, path: str | Path) -> dict[str, Any]:
+    """`config_values` of a YAML file; a missing or malformed file is one error naming it."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TreasureError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise TreasureError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+    return config_values(config_cls, data or {}, str(path))
+
+
+def build_config(config_cls: type, values: Mapping[str, Any], base: Any = None) -> Any:
+    """`config_cls` from field values (nested configs as mappings, e.g. from `load_config_file`); the fields
+    not given keep `base`'s values (a nested config's default instance) or the class defaults."""
+    hints = typing.get_type_hints(config_cls)
+    out = {}
+    for name, value in values.items():
+        kind = optional_type(hints[name])[0]
+        if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+            default = getattr(base, name) if base is not None else default_of(config_cls, name)
+            value = build_config(kind, value, default if dataclasses.is_dataclass(default) else None)
+        out[name] = value
+    return dataclasses.replace(base, **out) if base is not None else config_cls(**out)

@@ -21,6 +21,7 @@ import numpy as np
 from treasure.annotate.base import Batch
 from treasure.annotate.embedding import EMBEDDING, EmbeddingConfig, embed, row_text
 from treasure.errors import TreasureError
+from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
 
 FALLBACK = "Unspecified"
@@ -37,7 +38,7 @@ class ClassifierConfig:
     """Weights file, confidence threshold per marker, and the training regularisation."""
 
     weights: Path = field(default_factory=lambda: resource_path("classifier.npz"))
-    threshold: float = 0.35
+    threshold: float = field(default=0.35, metadata=knob("Below this confidence: Unspecified / null."))
     markers: tuple[str, ...] = MARKERS
 
 
@@ -52,10 +53,15 @@ def load_seed(path: Path | None = None) -> list[dict[str, Any]]:
 class TrainClassifierConfig:
     """Seed set in, weights out; `c` is the inverse L2 strength of scikit-learn's LogisticRegression."""
 
-    seed_path: Path | None = None
-    out: Path = field(default_factory=lambda: resource_path("classifier.npz"))
-    c: float = 4.0
-    seed: int = 0
+    seed_path: Path | None = field(
+        default=None, metadata=knob("Seed set JSONL(.gz) (default: the shipped one).", "--seed-set")
+    )
+    out: Path = field(
+        default_factory=lambda: resource_path("classifier.npz"),
+        metadata=knob("Weights file (default: the shipped resources/classifier.npz)."),
+    )
+    c: float = field(default=4.0, metadata=knob("Inverse L2 strength."))
+    seed: int = field(default=0, metadata=knob("Seed of the solver."))
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
 

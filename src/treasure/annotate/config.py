@@ -18,6 +18,7 @@ from treasure.annotate.rules import RulesConfig
 from treasure.annotate.source import SourceConfig
 from treasure.annotate.stats import StatsConfig
 from treasure.errors import TreasureError
+from treasure.knobs import group, knob
 from treasure.taxonomy import Taxonomy
 
 
@@ -25,20 +26,30 @@ from treasure.taxonomy import Taxonomy
 class AnnotateConfig:
     """Which annotators run, how (engine, processes, shards), and each annotator's own config."""
 
-    annotators: tuple[str, ...] = DEFAULT_ANNOTATORS
-    taxonomy: Taxonomy = field(default_factory=Taxonomy.default)
-    engine: Literal["local", "ray"] = "local"
-    num_proc: int = 1
-    batch_size: int = 256
-    shard_size: int = 1000
-    length_buckets: LengthBuckets = "taxonomy"
-    source: SourceConfig = field(default_factory=SourceConfig)
+    annotators: tuple[str, ...] = field(
+        default=DEFAULT_ANNOTATORS, metadata=knob(f"Comma list of: {', '.join(ANNOTATORS)}.")
+    )
+    taxonomy: Taxonomy = field(
+        default_factory=Taxonomy.default,
+        metadata=knob("Taxonomy YAML (default: the paper's 13).", "-t", parse=Taxonomy.load),
+    )
+    engine: Literal["local", "ray"] = field(default="local", metadata=knob("local or ray."))
+    num_proc: int = field(default=1, metadata=knob("Processes (local engine) or workers (ray)."))
+    batch_size: int = field(default=256, metadata=knob("Rows per annotation batch."))
+    shard_size: int = field(
+        default=1000, metadata=knob("Rows per shard written to OUTPUT.work/ (resume unit).")
+    )
+    length_buckets: LengthBuckets = field(
+        default="taxonomy",
+        metadata=knob("taxonomy thresholds, or quantile (tertiles of the data)."),
+    )
+    source: SourceConfig = field(default_factory=SourceConfig, metadata=group("source"))
     rules: RulesConfig = field(default_factory=RulesConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
-    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-    quality: QualityConfig = field(default_factory=QualityConfig)
-    llm: LLMConfig | None = None
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig, metadata=group("classifier"))
+    quality: QualityConfig = field(default_factory=QualityConfig, metadata=group())
+    llm: LLMConfig | None = field(default=None, metadata=group("llm"))
     stats: StatsConfig = field(default_factory=StatsConfig)
     progress: bool = False
 
@@ -47,9 +58,11 @@ class AnnotateConfig:
         if unknown:
             raise TreasureError(f"unknown annotator(s) {', '.join(unknown)}; valid: {', '.join(ANNOTATORS)}")
         if "llm" in self.annotators and self.llm is None:
-            raise TreasureError(
-                "the llm annotator needs an endpoint and a model (--llm-endpoint, --llm-model)"
-            )
+            raise TreasureError("the llm annotator needs `llm` (an LLMConfig: endpoint and model)")
+        if self.engine not in ("local", "ray"):
+            raise TreasureError(f"engine must be local or ray, got {self.engine!r}")
+        if self.length_buckets not in ("taxonomy", "quantile"):
+            raise TreasureError(f"length_buckets must be taxonomy or quantile, got {self.length_buckets!r}")
         if self.num_proc < 1 or self.batch_size < 1 or self.shard_size < 1:
             raise TreasureError("num_proc, batch_size and shard_size must be at least 1")
 

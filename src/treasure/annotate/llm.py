@@ -21,6 +21,7 @@ from typing import Any
 from treasure.annotate.base import Batch, text_of
 from treasure.annotate.classifier import resource_path
 from treasure.errors import MarkerError
+from treasure.knobs import knob
 from treasure.openai_client import ChatClient, ClientConfig
 from treasure.taxonomy import Taxonomy
 from treasure.template import escape
@@ -33,19 +34,25 @@ JSON_RE = re.compile(r"\{.*?\}", re.S)
 class LLMConfig:
     """Endpoint, model and the limits of the tagger; the API key is read from the env var `api_key_env`."""
 
-    endpoint: str
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    markers: tuple[str, ...] = ("task", "domain", "format", "style")
-    concurrency: int = 4
+    endpoint: str = field(metadata=knob("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"))
+    model: str = field(metadata=knob("Model name the endpoint serves."))
+    api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata=knob("Environment variable holding the endpoint's API key.")
+    )
+    markers: tuple[str, ...] = field(
+        default=("task", "domain", "format", "style"), metadata=knob("Markers the LLM tags (comma list).")
+    )
+    concurrency: int = field(default=4, metadata=knob("Requests in flight at once."))
     attempts: int = 3  # tries per row when the answer is invalid
     http_retries: int = 3
     backoff_s: float = 0.5
-    timeout_s: float = 60.0
+    timeout_s: float = field(default=60.0, metadata=knob("HTTP timeout per request, in seconds."))
     max_tokens: int = 96
     temperature: float = 0.0
     max_chars: int = 1500
-    cache_dir: Path | None = None
+    cache_dir: Path | None = field(
+        default=None, metadata=knob("Disk cache dir for LLM replies.", "--llm-cache")
+    )
     definitions: Path = field(default_factory=lambda: resource_path("class_definitions.json"))
 
 

@@ -34,6 +34,7 @@ from treasure.annotate.stats import compute_stats
 from treasure.annotate.steps import build_steps as build_steps  # re-exported (evaluate's reward judge)
 from treasure.annotate.steps import cached_steps, output_features, run_steps, whole_data_markers
 from treasure.errors import DataError, TreasureError
+from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
 
 # nulls in these mean "absent by design", not "could not label"
@@ -255,12 +256,23 @@ def annotate_texts(
 class AnnotateFileConfig:
     """File-level options: input preset and field mapping, resume, and the annotate config."""
 
-    preset: str | None = None
-    fields: Mapping[str, str] = field(default_factory=dict)
-    resume: bool = False
-    keep_work_dir: bool = False
-    max_reject_rate: float = 0.01  # more rejected input rows than this share: fail, keeping old output
-    overwrite: bool = False  # replace an existing OUTPUT (else refused, unless resuming)
+    preset: str | None = field(
+        default=None, metadata=knob("Input preset (alpaca, fastchat, messages, ...); default: detect.")
+    )
+    fields: Mapping[str, str] = field(
+        default_factory=dict, metadata=knob("NAME=INPUT_FIELD mapping, repeatable.", "--field")
+    )
+    resume: bool = field(default=False, metadata=knob("Skip shards a killed run already finished."))
+    keep_work_dir: bool = field(
+        default=False, metadata=knob("Keep OUTPUT.work/ (finished shards) after the run.", "--keep-work")
+    )
+    max_reject_rate: float = field(
+        default=0.01,
+        metadata=knob("Fail (keeping any old OUTPUT) when more than this share of input rows is rejected."),
+    )
+    overwrite: bool = field(
+        default=False, metadata=knob("Replace an existing OUTPUT (kept until the new one is written).")
+    )
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
 
     def __post_init__(self) -> None:

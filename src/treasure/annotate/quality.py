@@ -18,6 +18,7 @@ from treasure.annotate.base import Batch, text_of
 from treasure.annotate.classifier import resource_path
 from treasure.annotate.embedding import EMBEDDING, EmbeddingConfig, embed, row_text
 from treasure.errors import TreasureError
+from treasure.knobs import knob
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,11 @@ class QualityConfig:
     """Embedded regressor weights, or `reward_model` (an HF sequence-classification dir) instead."""
 
     weights: Path = field(default_factory=lambda: resource_path("quality.npz"))
-    reward_model: Path | None = None
-    reward_batch_size: int = 8
-    reward_max_tokens: int = 512
+    reward_model: Path | None = field(
+        default=None, metadata=knob("HF sequence-classification dir for quality (default: embedded).")
+    )
+    reward_batch_size: int = field(default=8, metadata=knob("Rows per reward-model batch."))
+    reward_max_tokens: int = field(default=512, metadata=knob("Reward-model input cut, in tokens."))
 
 
 class QualityRegressor:
@@ -55,11 +58,14 @@ class QualityRegressor:
 class TrainQualityConfig:
     """Training data = bundled rows with a given `quality`; `holdout` share is kept out for the report."""
 
-    out: Path = field(default_factory=lambda: resource_path("quality.npz"))
-    alpha: float = 10.0
-    holdout: float = 0.2
-    seed: int = 0
-    limit: int | None = None
+    out: Path = field(
+        default_factory=lambda: resource_path("quality.npz"),
+        metadata=knob("Weights file (default: the shipped resources/quality.npz)."),
+    )
+    alpha: float = field(default=10.0, metadata=knob("Ridge regularisation."))
+    holdout: float = field(default=0.2, metadata=knob("Share of scored rows held out for the report."))
+    seed: int = field(default=0, metadata=knob("Seed of the train/held-out split."))
+    limit: int | None = field(default=None, metadata=knob("Use at most this many scored rows."))
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from treasure.annotate.base import Batch, batch_size
 from treasure.errors import MarkerError
+from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
 
 
@@ -15,9 +16,16 @@ from treasure.taxonomy import Taxonomy
 class SourceConfig:
     """`value` for every row, or `from_field` whose raw values are looked up in `mapping` (raw → taxonomy)."""
 
-    value: str | None = None
-    from_field: str | None = None
-    mapping: Mapping[str, str] = field(default_factory=dict)
+    value: str | None = field(
+        default=None,
+        metadata=knob("source marker for every row: Human, Translation, Synthetic, Others.", "--source"),
+    )
+    from_field: str | None = field(
+        default=None, metadata=knob("Take source from this column.", "--source-field")
+    )
+    mapping: Mapping[str, str] = field(
+        default_factory=dict, metadata=knob("RAW=VALUE for --source-field, repeatable.", "--source-map")
+    )
 
 
 class SourceAnnotator:

@@ -3,13 +3,13 @@ declared once, in its field. Tuple fields take a comma-separated list; mappings 
 `X | None` text fields take the word `none` for None; booleans get `--x/--no-x`.
 
 Only the options given on the command line (or through their environment variable) reach the config: the
-others keep the dataclass's default, or a recipe's value when the command has a `recipe` loader."""
+others keep the value from `--config FILE.yaml` (or the command's own `recipe` loader), else the default."""
 
 from __future__ import annotations
 
 import collections.abc
-import dataclasses
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +18,11 @@ from typing import Any
 
 import typer
 
-from treasure.knobs import Knob, knobs, optional_type
+from treasure.errors import TreasureError
+from treasure.knobs import Knob, build_config, knobs, load_config_file, optional_type
 
 Recipe = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
-CONTEXT = "treasure_context"
+CONTEXT, CONFIG_FILE = "treasure_context", "config_file"
 
 
 def _is_mapping(kind: Any) -> bool:
@@ -111,11 +112,19 @@ def command(
         kind, convert = _cli_type(k)
         converters[k.name] = (k, convert)
         if k.positional:
-            info = typer.Argument(... if k.default is ... else _cli_default(k), help=k.help)
+            info = typer.Argument(
+                ... if k.default is ... else _cli_default(k), metavar=k.name.upper(), help=k.help
+            )
         else:
             info = typer.Option(_cli_default(k), *_flags(k), help=k.help, envvar=k.envvar)
         parameters.append(parameter(k.name, kind, info))
     parameters += extra or []
+    if recipe is None:  # every derived command reads a YAML file of its config's fields
+        recipe = _yaml_recipe(config_cls)
+        help = f"YAML file of {config_cls.__name__} fields (nested configs as mappings); options given win."
+        parameters.append(
+            parameter(CONFIG_FILE, Path | None, typer.Option(None, "--config", "-c", help=help))
+        )
 
     def invoke(**values: Any) -> None:
         context: typer.Context = values.pop(CONTEXT)
@@ -125,19 +134,40 @@ def command(
             source = context.get_parameter_source(name)
             if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT"):
                 given[name] = convert(value)
-        tree = recipe(dict(given), values) if recipe else {}
+        tree = recipe(dict(given), values)
         for name, value in given.items():
             node = tree
             for step in converters[name][0].path[:-1]:
                 node = node.setdefault(step, {})
             node[converters[name][0].path[-1]] = value
         _check_groups(converters, given)
-        run(_build(config_cls, tree), **values)
+        try:
+            config = build_config(config_cls, tree)
+        except TreasureError as error:  # it names fields: say which options set them
+            raise TreasureError(f"{error}{_options_named(str(error), converters)}") from None
+        run(config, **values)
 
     invoke.__name__, invoke.__doc__ = run.__name__, run.__doc__
     invoke.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     invoke.__annotations__ = {p.name: p.annotation for p in parameters}
     return invoke
+
+
+def _options_named(message: str, converters: dict[str, tuple[Knob, Any]]) -> str:
+    named = [
+        _flags(k)[0].split("/")[0]
+        for k, _ in converters.values()
+        if any(re.search(rf"(?<![\w.-]){re.escape(n)}(?![\w-])", message) for n in (k.name, ".".join(k.path)))
+    ]
+    return f" (option{'s' if len(named) > 1 else ''}: {', '.join(named)})" if named else ""
+
+
+def _yaml_recipe(config_cls: type) -> Recipe:
+    def recipe(given: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        path = extra.pop(CONFIG_FILE)
+        return load_config_file(config_cls, path) if path is not None else {}
+
+    return recipe
 
 
 def _check_groups(converters: dict[str, tuple[Knob, Any]], given: dict[str, Any]) -> None:
@@ -151,13 +181,3 @@ def _check_groups(converters: dict[str, tuple[Knob, Any]], given: dict[str, Any]
         if missing:
             needed = " and ".join(_flags(k)[0] for k in required)
             raise typer.BadParameter(f"{needed} go together ({_flags(converters[name][0])[0]} was given)")
-
-
-def _build(config_cls: type, tree: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(config_cls)
-    values = {}
-    for name, value in tree.items():
-        kind = optional_type(hints[name])[0]
-        is_config = dataclasses.is_dataclass(kind) and isinstance(value, dict)
-        values[name] = _build(kind, value) if is_config else value
-    return config_cls(**values)

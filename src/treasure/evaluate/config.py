@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -11,6 +11,7 @@ from treasure import models
 from treasure.backends import GenerationConfig
 from treasure.errors import TreasureError
 from treasure.generate import MODES as GENERATION_MODES
+from treasure.knobs import group, knob
 
 if TYPE_CHECKING:
     from treasure.evaluate.suite import Suite
@@ -53,20 +54,44 @@ def normalise_suites(names: str | tuple[str, ...] | list[str]) -> tuple[str, ...
     return suites
 
 
+def _limit_scale(text: str | None) -> float | Literal["train"]:
+    if text is None or text == "train":
+        return "train"
+    try:
+        return float(text)
+    except ValueError:
+        raise TreasureError(f"limit_scale must be a number or train, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class JudgeConfig:
     """`reward-model` (offline: the annotate quality model, or `reward_model` = an HF reward model dir)
     or `openai` (pairwise prompts to any OpenAI-compatible endpoint, both orders, cached)."""
 
-    kind: Literal["reward-model", "openai"] = "reward-model"
-    reward_model: Path | None = None
-    tie_margin: float = 0.1
-    endpoint: str | None = None
-    model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 4
-    max_retries: int = 2
-    cache: Path | None = None
+    kind: Literal["reward-model", "openai"] = field(
+        default="reward-model",
+        metadata=knob("reward-model (offline) or openai (pairwise endpoint).", "--judge"),
+    )
+    reward_model: Path | None = field(
+        default=None, metadata=knob("HF reward model dir for the reward-model judge.", "--reward-model")
+    )
+    tie_margin: float = field(
+        default=0.1, metadata=knob("Reward-model judge: score gap below which it is a tie.", "--tie-margin")
+    )
+    endpoint: str | None = field(
+        default=None, metadata=knob("OpenAI-compatible base URL for --judge openai.")
+    )
+    model: str | None = field(default=None, metadata=knob("Model name for --judge openai."))
+    api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata=knob("Environment variable holding the judge endpoint's API key.")
+    )
+    concurrency: int = field(default=4, metadata=knob("Judge requests in flight at once."))
+    max_retries: int = field(default=2, metadata=knob("HTTP retries per judge request."))
+    cache: Path | None = field(default=None, metadata=knob("Disk cache dir for judge replies."))
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("reward-model", "openai"):
+            raise TreasureError(f"judge kind must be reward-model or openai, got {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -81,32 +106,66 @@ class EvalConfig:
     reference draw N uniformly from `limit_range` with `seed`.
     """
 
-    model_dir: Path
-    out_dir: Path
-    baseline_dir: Path | None = None
-    suites: tuple[str, ...] = DEFAULT_SUITES
-    prompts: Path | None = None
-    n_prompts: int = 100
-    n_adherence_prompts: int = 30
+    model_dir: Path = field(
+        metadata=knob("Marked model dir written by `treasure train`, or a registry name.", positional=True)
+    )
+    out_dir: Path = field(
+        metadata=knob("Report dir: metrics.json, report.html, generations/.", "--out", "-o")
+    )
+    baseline_dir: Path | None = field(
+        default=None, metadata=knob("Baseline model dir (trained without markers).", "--baseline")
+    )
+    suites: tuple[str, ...] = field(
+        default=DEFAULT_SUITES,
+        metadata=knob(f"Comma list of: {', '.join(DEFAULT_SUITES)}, or a registered plugin.", "--suite"),
+    )
+    prompts: Path | None = field(
+        default=None, metadata=knob("JSONL rows with `id`, `prompt` and optional reference `response`.")
+    )
+    n_prompts: int = field(default=100, metadata=knob("Prompts per suite (sampled with --seed)."))
+    n_adherence_prompts: int = field(
+        default=30, metadata=knob("Prompts per (marker, value) in the adherence suite.")
+    )
     adherence_markers: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {"length_bucket": ("concise", "medium", "long")}
     )
-    adherence_modes: tuple[str, ...] = ("controlling", "strict")
-    prediction_markers: tuple[str, ...] = ("task", "domain", "format", "length_bucket", "language")
-    long_tail_markers: tuple[str, ...] = ("task", "domain", "format")
-    limit_scale: float | Literal["train"] = "train"
-    limit_clip: tuple[int, int] = (5, 300)
-    limit_range: tuple[int, int] = (10, 100)
-    seed: int = 0
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-    generation: GenerationConfig = field(
-        default_factory=lambda: GenerationConfig(max_new_tokens=200, temperature=0.0, batch_size=16)
+    adherence_modes: tuple[str, ...] = field(
+        default=("controlling", "strict"),
+        metadata=knob("Adherence modes besides conditioning: controlling and/or strict."),
     )
-    backend: str = "transformers"
+    prediction_markers: tuple[str, ...] = field(
+        default=("task", "domain", "format", "length_bucket", "language"),
+        metadata=knob("Markers the marker-prediction suite scores."),
+    )
+    long_tail_markers: tuple[str, ...] = field(
+        default=("task", "domain", "format"), metadata=knob("Markers the long-tail suite breaks down by.")
+    )
+    limit_scale: float | Literal["train"] = field(
+        default="train",
+        metadata=knob(
+            "length-instruct word limit = reference answer words x this; train: median training "
+            "answer / median reference length.",
+            parse=_limit_scale,
+        ),
+    )
+    limit_clip: tuple[int, int] = field(
+        default=(5, 300), metadata=knob("Word limits are clipped to MIN,MAX.")
+    )
+    limit_range: tuple[int, int] = field(
+        default=(10, 100), metadata=knob("MIN,MAX of the limits drawn for prompts without a reference.")
+    )
+    seed: int = field(default=0, metadata=knob("Seed for prompt sampling, limits and decoding."))
+    judge: JudgeConfig = field(default_factory=JudgeConfig, metadata=group("judge"))
+    generation: GenerationConfig = field(  # its seed is `seed`
+        default_factory=lambda: GenerationConfig(max_new_tokens=200, temperature=0.0, batch_size=16),
+        metadata=group(exclude=("seed",)),
+    )
+    backend: str = field(default="transformers", metadata=knob("transformers or vllm."))
     progress: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "suites", normalise_suites(self.suites))
+        object.__setattr__(self, "generation", replace(self.generation, seed=self.seed))
         object.__setattr__(self, "model_dir", models.local_path(self.model_dir))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.baseline_dir is not None:
@@ -115,13 +174,15 @@ class EvalConfig:
             object.__setattr__(self, "judge", JudgeConfig(kind=self.judge))  # type: ignore[arg-type]
         missing = sorted(n for n in self.suites if _registry()[n].needs_baseline)
         if missing and self.baseline_dir is None:
-            raise TreasureError(
-                f"suite(s) {', '.join(missing)} compare against a baseline: pass --baseline DIR"
-            )
+            raise TreasureError(f"suite(s) {', '.join(missing)} compare against a baseline: set baseline_dir")
         if not set(self.adherence_modes) <= {"controlling", "strict"}:
             raise TreasureError(
                 f"adherence_modes {self.adherence_modes}: controlling and/or strict "
                 "(conditioning, the base rate, always runs)"
             )
+        for name in ("limit_clip", "limit_range"):
+            low_high = getattr(self, name)
+            if len(low_high) != 2 or not 1 <= low_high[0] <= low_high[1]:
+                raise TreasureError(f"{name} must be MIN,MAX with 1 <= MIN <= MAX, got {low_high!r}")
         if self.n_prompts < 1 or self.n_adherence_prompts < 1:
             raise TreasureError("n_prompts and n_adherence_prompts must be ≥ 1")
