@@ -4,7 +4,8 @@
 A field whose type is itself a dataclass (e.g. `GenerationConfig`) contributes its own knobs, flattened;
 `group("llm")` in its metadata prefixes their names (`llm_endpoint`, `--llm-endpoint`), and an optional one
 (`LLMConfig | None`) is built only when one of its knobs is given. Fields without `knob` metadata are
-library-only.
+library-only, including fields a config inherits from a foreign dataclass (e.g. TRL's `SFTConfig`, whose
+fields carry a `help` of their own): only metadata made by `knob` (it holds the `KNOB` marker) counts.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 HELP, FLAGS, ENVVAR, PARSE, POSITIONAL = "help", "flags", "envvar", "parse", "positional"
 GROUP, EXCLUDE = "group", "exclude"
+KNOB = "treasure_knob"  # marks metadata made by `knob` (foreign dataclasses use "help" too)
 
 
 def knob(
@@ -29,7 +31,7 @@ def knob(
     """Field metadata: the option's help; its flags if not `--field-name` (e.g. "--drain", "-o"); an
     environment variable it may come from; `parse` turning the text given (None when not given) into the
     field's value; `positional` for a command argument instead of an option."""
-    return {HELP: help, FLAGS: flags, ENVVAR: envvar, PARSE: parse, POSITIONAL: positional}
+    return {KNOB: True, HELP: help, FLAGS: flags, ENVVAR: envvar, PARSE: parse, POSITIONAL: positional}
 
 
 def group(prefix: str = "", exclude: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -82,15 +84,14 @@ def knobs(
         kind, optional = optional_type(hints[f.name])
         if f.name in exclude:
             continue
-        if dataclasses.is_dataclass(kind):
-            meta = f.metadata
+        meta = f.metadata
+        if dataclasses.is_dataclass(kind) and (GROUP in meta or not meta):  # not a foreign field's
             inner = f"{prefix}{meta[GROUP]}_" if meta.get(GROUP) else prefix
             group_path = (*path, f.name) if optional and optional_group is None else optional_group
             yield from knobs(kind, (*path, f.name), inner, group_path, meta.get(EXCLUDE, ()))
             continue
-        if HELP not in f.metadata:
+        if not meta.get(KNOB):
             continue
-        meta = f.metadata
         yield Knob(
             f"{prefix}{f.name}",
             (*path, f.name),
