@@ -33,7 +33,7 @@ from treasure.annotate import AnnotateConfig, annotate
 from treasure.build import BuildConfig, build
 from treasure.bundled import load_bundled
 from treasure.tiny import load_size, make_model
-from treasure.train import TrainConfig, load_train_dir, sft_config, to_prompt_completion, train
+from treasure.train import TrainConfig, load_train_dir, to_prompt_completion, train, training_args
 
 RESULTS = Path(__file__).parent / "results" / "train.json"
 # the markers of the cheap annotators without the numeric ones (length_tokens/_sentences/_paragraphs)
@@ -56,7 +56,7 @@ def plain_trl_tokens_per_s(train_dir: Path, model_dir: Path, config: TrainConfig
     train_raw, _, _ = load_train_dir(train_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = make_model(tokenizer, load_size(config.size), config.seed)
-    args = sft_config(config, out, has_eval=False)
+    args = training_args(config, out, has_eval=False)
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=to_prompt_completion(train_raw), processing_class=tokenizer
     )
@@ -82,7 +82,7 @@ def main() -> None:
         categorical = build(annotated, work / "categorical", BuildConfig(seed=0, markers=CATEGORICAL_MARKERS))
         overhead_categorical = json.loads((categorical / "build.json").read_text())["template_overhead"]
         recipe = dict(max_steps=opts.steps, save_steps=0, eval_before=False, max_eval_rows=0, logging_steps=5)
-        recipe["sft_args"] = {"disable_tqdm": True}
+        recipe["disable_tqdm"] = True
         treasure_runs, plain_runs = [], []
         for round_ in range(opts.rounds):
             config = TrainConfig.from_file(

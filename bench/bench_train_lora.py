@@ -77,7 +77,7 @@ def plain_peft_trl(train_dir: Path, model_dir: Path, config: TrainConfig, out: P
     args = SFTConfig(
         output_dir=str(out),
         max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=config.per_device_train_batch_size,
         learning_rate=config.learning_rate,
         max_length=config.max_length,
         bf16=False,
@@ -118,7 +118,7 @@ def main() -> None:
         work = Path(tmp)
         train_dir = marked_rows(work, opts.rows)
         recipe = dict(max_steps=opts.steps, save_steps=0, max_eval_rows=0, logging_steps=4, model=str(base))
-        recipe["sft_args"] = {"disable_tqdm": True}
+        recipe["disable_tqdm"] = True
         treasure_runs, plain_runs = [], []
         for round_ in range(opts.rounds):
             config = TrainConfig.from_file(

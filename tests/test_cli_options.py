@@ -15,22 +15,25 @@ from treasure.build import BuildConfig
 from treasure.cli import _register_commands, app
 from treasure.cli._from_config import command
 from treasure.demo import DemoConfig
+from treasure.errors import TreasureError
 from treasure.evaluate.config import EvalConfig
 from treasure.generate import GenerateConfig
 from treasure.knobs import knobs
 from treasure.serve import ServeConfig
+from treasure.train import TrainConfig
 
 DERIVED = {  # command: (config class, parameters that are not knobs)
-    "annotate": (AnnotateFileConfig, {"input_path", "output", "quiet"}),
-    "evaluate": (EvalConfig, set()),
-    "annotate-train quality": (TrainQualityConfig, set()),
-    "annotate-train classifier": (TrainClassifierConfig, set()),
-    "build": (BuildConfig, {"annotated", "output", "overwrite"}),
-    "serve": (ServeConfig, {"model_dir"}),
-    "demo": (DemoConfig, set()),
+    "annotate": (AnnotateFileConfig, {"input_path", "output", "quiet", "config_file"}),
+    "evaluate": (EvalConfig, {"config_file"}),
+    "annotate-train quality": (TrainQualityConfig, {"config_file"}),
+    "annotate-train classifier": (TrainClassifierConfig, {"config_file"}),
+    "build": (BuildConfig, {"annotated", "output", "overwrite", "config_file"}),
+    "serve": (ServeConfig, {"model_dir", "config_file"}),
+    "demo": (DemoConfig, {"config_file"}),
+    "train": (TrainConfig, {"train_dir", "output", "recipe", "sft"}),
     "generate": (
         GenerateConfig,
-        {"model_dir", "prompt", "prompts", "marker", "show_markers", "out", "overwrite"},
+        {"model_dir", "prompt", "prompts", "marker", "show_markers", "out", "overwrite", "config_file"},
     ),
 }
 
@@ -46,7 +49,7 @@ def _command(name: str):
 def test_options_are_exactly_the_config_knobs() -> None:
     for name, (config_cls, io) in DERIVED.items():
         params = {p.name for p in _command(name).params}
-        assert params == {k.name for k in knobs(config_cls)} | io | {"config_file"}, name
+        assert params == {k.name for k in knobs(config_cls)} | io, name
         assert all(p.help for p in _command(name).params if p.name not in io), name
 
 
@@ -125,8 +128,6 @@ def test_parse_knob_and_recipe_defaults(tmp_path: Path) -> None:
 
 
 def test_config_file_values_under_given_options(tmp_path: Path) -> None:
-    from treasure.errors import TreasureError
-
     recipe = tmp_path / "eval.yaml"
     recipe.write_text(
         "baseline_dir: base\nn_prompts: 7\nlimit_clip: [3, 30]\nlimit_scale: '2'\n"
@@ -147,3 +148,35 @@ def test_config_file_values_under_given_options(tmp_path: Path) -> None:
     recipe.write_text("n_prompts: [\n")
     with pytest.raises(TreasureError, match=r"eval\.yaml: not valid YAML"):
         _run(EvalConfig, ["m", "-o", "o", "-c", str(recipe)])
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_train_options_override_the_recipe_and_keep_its_other_values(monkeypatch, tmp_path) -> None:
+    import treasure.cli.train as train_cli
+
+    seen = []
+
+    def fake_train(config: TrainConfig) -> None:
+        seen.append(config)
+        raise _Stop
+
+    monkeypatch.setattr(train_cli, "train", fake_train)
+    io = [str(tmp_path / "t"), "-o", str(tmp_path / "m")]
+    train = _command("train")
+    with pytest.raises(_Stop):
+        options = ["--lr", "0.5", "--batch-size", "4", "--no-eval-before", "--sft", "weight_decay=0.1"]
+        train.main([*io, "--config", "tiny_test", *options], standalone_mode=False)
+    config = seen[0]
+    assert config.learning_rate == 0.5 and config.per_device_train_batch_size == 4  # given: they win
+    assert not config.eval_before and config.weight_decay == 0.1
+    assert config.max_steps == 200 and config.size == "tiny_test"  # not given: the recipe's
+    assert config.per_device_eval_batch_size == 64 and config.warmup_steps == 0.05
+    assert config.train_dir == tmp_path / "t" and config.output_dir == tmp_path / "m"
+    with pytest.raises(_Stop):
+        train.main(io, standalone_mode=False)
+    assert seen[1].max_steps == 900 and seen[1].learning_rate == 0.003  # tiny_demo, the tiny model's
+    with pytest.raises(TreasureError, match=r"--sft: unknown key\(s\) bogus_field.*not a TrainConfig"):
+        train.main([*io, "--sft", "bogus_field=1"], standalone_mode=False)

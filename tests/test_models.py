@@ -143,7 +143,7 @@ def test_short_lora_run_on_the_real_model_then_generate(
         train_dir=tiny_train_dir,
         output_dir=out,
         max_steps=2,
-        batch_size=2,
+        per_device_train_batch_size=2,
         learning_rate=1e-4,  # the recipe's 1e-3 turns this model to French in two steps on these rows
         max_length=96,
         max_eval_rows=4,

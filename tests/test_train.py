@@ -21,11 +21,13 @@ from treasure import template
 from treasure.errors import TreasureError
 from treasure.taxonomy import Taxonomy
 from treasure.train import (
+    HAS_ACTIVATION_CHECKPOINTING,
     TrainConfig,
     TrainingInterrupted,
     last_checkpoint,
     make_trainer,
     train,
+    training_args,
     work_dir,
 )
 
@@ -218,12 +220,39 @@ def test_lora_on_a_local_model_dir(
 def test_config_errors_are_clear(tmp_path: Path) -> None:
     bad = tmp_path / "recipe.yaml"
     bad.write_text("max_stepz: 3\n", encoding="utf-8")
-    with pytest.raises(TreasureError, match="unknown key\\(s\\) max_stepz"):
+    with pytest.raises(TreasureError, match=r"unknown key\(s\) max_stepz \(did you mean max_steps"):
         TrainConfig.from_file(bad)
+    bad.write_text("batch_size: 3\n", encoding="utf-8")  # a recipe from before SFTConfig's names
+    with pytest.raises(TreasureError, match=r"batch_size \(did you mean per_device_train_batch_size\?\)"):
+        TrainConfig.from_file(bad)
+    with pytest.raises(TreasureError, match=r"long_rows must be truncate or drop.*merge must be false"):
+        TrainConfig(merge=True, long_rows="cut")
     with pytest.raises(TreasureError, match="presets: tiny_demo"):
         TrainConfig.from_file(tmp_path / "missing.yaml")
     with pytest.raises(TreasureError, match="not a training set"):
         train(TrainConfig(train_dir=tmp_path, output_dir=tmp_path / "m"))
+
+
+def test_gradient_checkpointing_reaches_the_field_the_installed_transformers_reads() -> None:
+    assert TrainConfig().gradient_checkpointing is False  # treasure's default (SFTConfig's is True)
+    on = TrainConfig(gradient_checkpointing=True)
+    assert on.gradient_checkpointing is True
+    if HAS_ACTIVATION_CHECKPOINTING:  # transformers >= 5.20; the vLLM venv's 5.19 has only the old name
+        assert on.activation_checkpointing is True
+        assert TrainConfig(activation_checkpointing=True).gradient_checkpointing is True
+    assert TrainConfig.from_file("lora_7b", bf16=False).gradient_checkpointing is True
+
+
+def test_run_values_are_set_when_the_run_starts_and_the_record_stays_short(tmp_path: Path) -> None:
+    config = TrainConfig.from_file("tiny_test", output_dir=tmp_path / "m", eval_steps=5, weight_decay=0.1)
+    assert config.output_dir == tmp_path / "m" and config.eval_strategy == "no"
+    args = training_args(config, tmp_path / "ckpt", has_eval=True)
+    assert args.output_dir == str(tmp_path / "ckpt") and args.data_seed == config.seed == 0
+    assert (args.eval_strategy, args.eval_steps, args.save_strategy) == ("steps", 5, "no")  # save_steps: 0
+    assert training_args(config, tmp_path / "ckpt", has_eval=False).eval_strategy == "no"
+    record = config.summary()
+    assert record["per_device_train_batch_size"] == 16 and record["size"] == "tiny_test"  # declared here
+    assert record["weight_decay"] == 0.1 and "optim" not in record and "hub_token" not in record
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
@@ -240,10 +269,12 @@ def test_a_failed_run_leaves_an_existing_model_dir_byte_identical(
     before = _snapshot(out)
     with pytest.raises(TreasureError, match="already holds a model; add --overwrite"):
         train(quick(tiny_train_dir, out, max_steps=2))
-    bogus = quick(tiny_train_dir, out, max_steps=2, overwrite=True)
-    bogus.sft_args["bogus_field"] = 1
-    with pytest.raises(TreasureError, match=r"invalid SFT option \(bogus_field\).*bogus_field"):
-        train(bogus)
+    with pytest.raises(TreasureError, match=r"bogus_field.*not a TrainConfig/SFTConfig field"):
+        quick(tiny_train_dir, out, bogus_field=1)
+    with pytest.raises(TreasureError, match=r"invalid SFTConfig option: bogus is not a valid SchedulerType"):
+        quick(tiny_train_dir, out, lr_scheduler_type="bogus")
+    with pytest.raises(TreasureError, match="neither a registry name"):  # fails once the run has begun
+        train(quick(tiny_train_dir, out, max_steps=2, overwrite=True, model=str(tmp_path / "no-model")))
     assert _snapshot(out) == before
     assert not work_dir(out).exists()  # a run that failed before its first checkpoint leaves nothing
     train(quick(tiny_train_dir, out, max_steps=2, overwrite=True))

@@ -4,7 +4,8 @@
 A field whose type is itself a dataclass (e.g. `GenerationConfig`) contributes its own knobs, flattened;
 `group("llm")` in its metadata prefixes their names (`llm_endpoint`, `--llm-endpoint`), and an optional one
 (`LLMConfig | None`) is built only when one of its knobs is given. Fields without `knob` metadata are
-library-only.
+library-only, including fields a config inherits from a foreign dataclass (e.g. TRL's `SFTConfig`, whose
+fields carry a `help` of their own): only metadata made by `knob` (it holds the `KNOB` marker) counts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from treasure.errors import TreasureError
 
 HELP, FLAGS, ENVVAR, PARSE, POSITIONAL = "help", "flags", "envvar", "parse", "positional"
 GROUP, EXCLUDE = "group", "exclude"
+KNOB = "treasure_knob"  # marks metadata made by `knob` (foreign dataclasses use "help" too)
 
 
 def knob(
@@ -36,7 +38,7 @@ def knob(
     """Field metadata: the option's help; its flags if not `--field-name` (e.g. "--drain", "-o"); an
     environment variable it may come from; `parse` turning the text given (None when not given) into the
     field's value; `positional` for a command argument instead of an option."""
-    return {HELP: help, FLAGS: flags, ENVVAR: envvar, PARSE: parse, POSITIONAL: positional}
+    return {KNOB: True, HELP: help, FLAGS: flags, ENVVAR: envvar, PARSE: parse, POSITIONAL: positional}
 
 
 def group(prefix: str = "", exclude: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -97,16 +99,16 @@ def knobs(
         if f.name in exclude:
             continue
         default = getattr(base, f.name) if base is not None else _default(f)
-        if dataclasses.is_dataclass(kind) and HELP not in f.metadata:  # a nested config
-            meta = f.metadata
+        meta = f.metadata
+        # a nested config of ours (not a knob itself, nor a foreign library's field)
+        if dataclasses.is_dataclass(kind) and not meta.get(KNOB) and (GROUP in meta or not meta):
             inner = f"{prefix}{meta[GROUP]}_" if meta.get(GROUP) else prefix
             group_path = (*path, f.name) if optional and optional_group is None else optional_group
             nested_base = default if dataclasses.is_dataclass(default) else None
             yield from knobs(kind, (*path, f.name), inner, group_path, meta.get(EXCLUDE, ()), nested_base)
             continue
-        if HELP not in f.metadata:
+        if not meta.get(KNOB):
             continue
-        meta = f.metadata
         yield Knob(
             f"{prefix}{f.name}",
             (*path, f.name),
@@ -140,7 +142,7 @@ def config_values(config_cls: type, data: Any, where: str) -> dict[str, Any]:
         if (
             dataclasses.is_dataclass(kind)
             and isinstance(value, Mapping)
-            and HELP not in by_name[key].metadata
+            and not by_name[key].metadata.get(KNOB)
         ):
             out[key] = config_values(kind, value, f"{where}: {key}")
         elif parse is not None and isinstance(value, str):

@@ -8,14 +8,18 @@ Runs under `accelerate launch -m treasure.train TRAIN_DIR -o MODEL_DIR ...` for 
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
 import hashlib
+import inspect
 import json
 import random
 import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,7 @@ from trl import SFTConfig, SFTTrainer
 
 from treasure import io, models
 from treasure.errors import TreasureError
+from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
 from treasure.tiny import (
     CHAT_TEMPLATE,
@@ -53,59 +58,167 @@ PRESETS = ("tiny_demo", "tiny_test", "smollm2_demo", "lora_7b", "full_7b")
 # What happens to a row longer than max_length: TRL keeps its start (the answer's end and the end-of-turn
 # token are lost, so the model never sees where a long answer stops), or the row is left out.
 LONG_ROWS = ("truncate", "drop")
+MARKER_TOKENS = ("none", "tags", "lines")
+# transformers 5.20 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name stays as a
+# deprecated alias); vLLM's CPU build pins an older transformers that has only the old name.
+HAS_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in SFTConfig.__dataclass_fields__
+# Keys of recipes written before TrainConfig extended SFTConfig: named in the error, never translated.
+RENAMED = {
+    "batch_size": "per_device_train_batch_size",
+    "eval_batch_size": "per_device_eval_batch_size",
+    "warmup": "warmup_steps",
+    "group_by_length": "train_sampling_strategy: group_by_length",
+    "sft_args": "the SFTConfig fields themselves",
+}
 
 
 @dataclass
-class TrainConfig:
-    """Everything one training run needs; `sft_args` passes any other `SFTConfig` field through."""
+class TrainConfig(SFTConfig):
+    """One training run: treasure's own fields, and TRL's `SFTConfig` (with `TrainingArguments`) under its
+    own field names. Fields with `knob` metadata are `treasure train` options; a recipe YAML (`from_file`)
+    may set any field. Where treasure wants another default than SFTConfig's (CPU-friendly: no gradient
+    checkpointing, bf16 only on a bf16-capable GPU, length-grouped batches, no reporting) the field is
+    declared again here, as SFTConfig itself does with TrainingArguments' fields.
 
-    train_dir: Path | None = None
-    output_dir: Path | None = None
-    model: str = "tiny"
-    size: str = "tiny"
-    vocab_size: int | None = None
-    marker_tokens: str = "lines"
-    max_length: int = 256
-    max_steps: int = -1
-    num_train_epochs: float = 1.0
-    batch_size: int = 16
-    eval_batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-3
-    lr_scheduler_type: str = "cosine"
-    warmup: float = 0.05
-    weight_decay: float = 0.0
-    seed: int = 0
-    logging_steps: int = 10
-    eval_steps: int = 0
-    eval_before: bool = True
-    save_steps: int = 200
-    save_total_limit: int = 2
-    keep_checkpoints: bool = False
-    resume: bool = False
-    overwrite: bool = False  # replace an existing MODEL_DIR (it stays as it was until the new one is done)
-    max_train_rows: int | None = None
-    max_eval_rows: int | None = 256
-    long_rows: str = "truncate"
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: str | list[str] = "all-linear"
-    merge: bool = False
-    bf16: bool | None = None
-    gradient_checkpointing: bool = False
-    group_by_length: bool = True
-    report_to: str = "none"
-    sft_args: dict[str, Any] = field(default_factory=dict)
+    `output_dir` is MODEL_DIR. The trainer gets `training_args(config, …)`: this config with the run's
+    checkpoint dir as `output_dir` and the strategies that follow from `eval_steps` and `save_steps`.
+    """
+
+    # treasure's own fields
+    train_dir: Path | None = None  # TRAIN_DIR (the command's argument)
+    output_dir: Path | None = None  # MODEL_DIR (`-o`); the trainer's checkpoints go to its work dir
+    model: str = field(
+        default="tiny",
+        metadata=knob(
+            "Registry name (tiny, smollm2-135m; `treasure models list`) or a local HF causal LM dir "
+            "(default: the recipe's, else tiny)."
+        ),
+    )
+    size: str = field(
+        default="tiny",
+        metadata=knob("Size of --model tiny: tiny, tiny_test or a YAML of Llama config keys."),
+    )
+    vocab_size: int | None = field(
+        default=None, metadata=knob("Tokenizer vocabulary of --model tiny (default: the size's).")
+    )
+    marker_tokens: str = field(
+        default="lines",
+        metadata=knob("Marker tokens of --model tiny's tokenizer: none, tags (template tags) or lines."),
+    )
+    eval_before: bool = field(default=True, metadata=knob("Evaluate the validation rows before training."))
+    keep_checkpoints: bool = field(
+        default=False, metadata=knob("Keep the checkpoints (MODEL_DIR/checkpoints/) after the run.")
+    )
+    resume: bool = field(
+        default=False, metadata=knob("Continue an interrupted run into MODEL_DIR from its last checkpoint.")
+    )
+    overwrite: bool = field(
+        default=False, metadata=knob("Replace an existing MODEL_DIR (kept until the new one is complete).")
+    )
+    max_train_rows: int | None = field(
+        default=None, metadata=knob("Train on the first N training rows only (default: all).")
+    )
+    max_eval_rows: int | None = field(
+        default=256,
+        metadata=knob("Validation rows evaluated; also the training rows the final train loss is taken on."),
+    )
+    long_rows: str = field(
+        default="truncate",
+        metadata=knob("Rows longer than --max-length: truncate (TRL keeps their start) or drop."),
+    )
+    lora: bool = field(default=False, metadata=knob("Train LoRA adapters (PEFT) instead of all weights."))
+    lora_r: int = field(default=16, metadata=knob("LoRA rank."))
+    lora_alpha: int = field(default=32, metadata=knob("LoRA alpha (scale = alpha / r)."))
+    lora_dropout: float = field(default=0.05, metadata=knob("Dropout on the LoRA layers' input."))
+    lora_target_modules: str | list[str] = "all-linear"  # PEFT's target_modules (recipe key)
+    merge: bool = field(default=False, metadata=knob("With --lora: save merged weights, not the adapter."))
+
+    # SFTConfig / TrainingArguments fields: options, or defaults that differ from SFTConfig's
+    max_length: int = field(default=256, metadata=knob("Tokens per row (longer rows: see --long-rows)."))
+    max_steps: int = field(default=-1, metadata=knob("Optimizer steps (-1: use --epochs)."))
+    num_train_epochs: float = field(default=1.0, metadata=knob("Epochs when --max-steps is -1.", "--epochs"))
+    per_device_train_batch_size: int = field(
+        default=16, metadata=knob("Training rows per batch and device.", "--batch-size")
+    )
+    per_device_eval_batch_size: int = field(
+        default=32, metadata=knob("Evaluation rows per batch and device.", "--eval-batch-size")
+    )
+    gradient_accumulation_steps: int = field(default=1, metadata=knob("Batches per optimizer step."))
+    learning_rate: float = field(default=1e-3, metadata=knob("Peak learning rate.", "--lr"))
+    lr_scheduler_type: str = field(
+        default="cosine",
+        metadata=knob("Learning-rate schedule (cosine, linear, constant, …)."),
+    )
+    warmup_steps: float = field(
+        default=0.05, metadata=knob("Warmup steps; below 1, a fraction of the run's steps.")
+    )
+    seed: int = field(default=0, metadata=knob("Seed of init, data order and dropout layers."))
+    logging_steps: float = field(default=10, metadata=knob("Log loss and tokens/s every N steps."))
+    eval_steps: int = field(
+        default=0, metadata=knob("Evaluate every N steps (0: only before and after training).")
+    )
+    save_steps: int = field(default=200, metadata=knob("Checkpoint every N steps (0: none)."))
+    save_total_limit: int | None = 2
+    bf16: bool | None = field(
+        default=None, metadata=knob("bf16 mixed precision (default: on with a bf16-capable GPU).")
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata=knob(
+            "Recompute activations in the backward pass: less memory, slower (transformers ≥ 5.20 calls "
+            "it activation_checkpointing; either name works)."
+        ),
+    )
+    train_sampling_strategy: str = "group_by_length"
+    include_num_input_tokens_seen: str | bool = "non_padding"
+    report_to: str = field(
+        default="none", metadata=knob("none, tensorboard, wandb or mlflow (passed to the trainer).")
+    )
 
     def __post_init__(self) -> None:
-        if self.long_rows not in LONG_ROWS:
-            raise TreasureError(f"long_rows must be one of {', '.join(LONG_ROWS)}, got {self.long_rows!r}")
+        problems = [
+            f"{name} must be {rule}, got {getattr(self, name)!r}"
+            for name, ok, rule in (
+                ("long_rows", self.long_rows in LONG_ROWS, " or ".join(LONG_ROWS)),
+                ("marker_tokens", self.marker_tokens in MARKER_TOKENS, ", ".join(MARKER_TOKENS)),
+                ("merge", not self.merge or self.lora, "false without lora (it merges LoRA adapters)"),
+                ("max_length", isinstance(self.max_length, int) and self.max_length >= 1, "at least 1"),
+                ("lora_r", self.lora_r >= 1, "at least 1"),
+                ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
+                ("max_train_rows", self.max_train_rows is None or self.max_train_rows >= 1, "at least 1"),
+                ("max_eval_rows", self.max_eval_rows is None or self.max_eval_rows >= 0, "0 or more"),
+                ("eval_steps", (self.eval_steps or 0) >= 0, "0 (off) or more"),
+                ("save_steps", (self.save_steps or 0) >= 0, "0 (off) or more"),
+            )
+            if not ok
+        ]
+        if problems:
+            raise TreasureError("invalid train options: " + "; ".join(problems))
+        if self.bf16 is None:
+            self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if HAS_ACTIVATION_CHECKPOINTING:  # the new name wins; `gradient_checkpointing` then mirrors it
+            if self.activation_checkpointing is None:
+                self.activation_checkpointing = bool(self.gradient_checkpointing)
+        elif self.gradient_checkpointing is None:
+            self.gradient_checkpointing = False
+        model_dir = self.output_dir  # TrainingArguments makes None "trainer_output"
+        try:
+            super().__post_init__()
+        except (TypeError, ValueError) as exc:
+            raise TreasureError(f"invalid SFTConfig option: {exc}") from None
+        self.output_dir = model_dir
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """Load a recipe YAML (a shipped preset name or a path); `overrides` (not None) win."""
+        data = cls.recipe(path)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        check_fields(data, "overrides")
+        return cls(**data)
+
+    @staticmethod
+    def recipe(path: str | Path) -> dict[str, Any]:
+        """The field values a recipe YAML (a shipped preset name or a path) sets, keys checked."""
         if str(path) in PRESETS:
             text = (CONFIG_DIR / f"{path}.yaml").read_text("utf-8")
         else:
@@ -115,15 +228,43 @@ class TrainConfig:
                 raise TreasureError(f"{path}: config not found; presets: {', '.join(PRESETS)}") from None
         data = yaml.safe_load(text) or {}
         if not isinstance(data, dict):
-            raise TreasureError(f"{path}: a train config must be a mapping of TrainConfig fields")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise TreasureError(
-                f"{path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
-            )
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**data)
+            raise TreasureError(f"{path}: a train config must be a mapping of TrainConfig/SFTConfig fields")
+        check_fields(data, str(path))
+        return data
+
+    def summary(self) -> dict[str, Any]:
+        """The config as JSON for train.json: every field declared in TrainConfig (treasure's own and the
+        SFTConfig defaults it changes), and the other SFTConfig fields that differ from SFTConfig's
+        defaults (compared after TrainingArguments has normalised both)."""
+        own = set(inspect.get_annotations(TrainConfig))
+        reference = _sft_defaults()
+        kept = {
+            name: value
+            for name, value in self.to_dict().items()
+            if name in own or value != reference.get(name, ...)
+        }
+        return json.loads(json.dumps(kept, default=str))
+
+
+@functools.cache
+def _sft_defaults() -> dict[str, Any]:
+    """`SFTConfig()`'s fields (bf16 and checkpointing off: an SFTConfig asks for both by default, and
+    bf16 is refused without a GPU; TrainConfig declares both, so they are recorded anyway)."""
+    checkpointing = "activation_checkpointing" if HAS_ACTIVATION_CHECKPOINTING else "gradient_checkpointing"
+    return SFTConfig(bf16=False, **{checkpointing: False}).to_dict()
+
+
+def check_fields(data: dict[str, Any], where: str) -> None:
+    """Every key must be a TrainConfig (or inherited SFTConfig) field; else name it, with close matches."""
+    names = [f.name for f in fields(TrainConfig) if f.init]
+    unknown = sorted(set(data) - set(names))
+    if not unknown:
+        return
+    described = []
+    for key in unknown:
+        close = [RENAMED[key]] if key in RENAMED else difflib.get_close_matches(key, names, n=3)
+        described.append(f"{key} (did you mean {' or '.join(close)}?)" if close else key)
+    raise TreasureError(f"{where}: unknown key(s) {', '.join(described)}: not a TrainConfig/SFTConfig field")
 
 
 class TrainingInterrupted(TreasureError):
@@ -225,61 +366,32 @@ def prepare_model(
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE.replace(END, tokenizer.eos_token)
-    dtype = torch.bfloat16 if _use_bf16(config) else None
+    dtype = torch.bfloat16 if config.bf16 else None
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return tokenizer, model
 
 
-def _use_bf16(config: TrainConfig) -> bool:
-    if config.bf16 is not None:
-        return config.bf16
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-# transformers 5.20 renamed `gradient_checkpointing`; vLLM's CPU build pins an older transformers
-_CHECKPOINTING_FIELD = next(
-    name
-    for name in ("activation_checkpointing", "gradient_checkpointing")
-    if name in SFTConfig.__dataclass_fields__
-)
-
-
-def sft_config(config: TrainConfig, checkpoints: Path, has_eval: bool) -> SFTConfig:
-    """The `SFTConfig` for a run: CPU-friendly defaults (no bf16 or gradient checkpointing off-GPU)."""
-    args: dict[str, Any] = {
-        "output_dir": str(checkpoints),
-        "max_length": config.max_length,
-        "max_steps": config.max_steps,
-        "num_train_epochs": config.num_train_epochs,
-        "per_device_train_batch_size": config.batch_size,
-        "per_device_eval_batch_size": config.eval_batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "learning_rate": config.learning_rate,
-        "lr_scheduler_type": config.lr_scheduler_type,
-        "warmup_steps": config.warmup,
-        "weight_decay": config.weight_decay,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "logging_steps": config.logging_steps,
-        "eval_strategy": "steps" if config.eval_steps and has_eval else "no",
-        "eval_steps": config.eval_steps or None,
-        "save_strategy": "steps" if config.save_steps else "no",
-        "save_steps": config.save_steps or 500,
-        "save_total_limit": config.save_total_limit,
-        "bf16": _use_bf16(config),
-        _CHECKPOINTING_FIELD: config.gradient_checkpointing,
-        "train_sampling_strategy": "group_by_length" if config.group_by_length else "random",
-        "include_num_input_tokens_seen": "non_padding",
-        "report_to": config.report_to,
-        "completion_only_loss": None,  # TRL: on for prompt/completion data
-        "packing": False,
-        "dataloader_num_workers": 0,
-        "save_only_model": False,
-    }
-    args.update(config.sft_args)
-    return SFTConfig(**args)
+def training_args(config: TrainConfig, checkpoints: Path, has_eval: bool) -> TrainConfig:
+    """The trainer's args: `config` with what depends on the run. Checkpoints go to the work dir; with the
+    default strategies, evaluation runs every `eval_steps` (0: never during training, nor without
+    validation rows) and a checkpoint is saved every `save_steps` (0: none); the data order follows `seed`
+    unless `data_seed` is set."""
+    eval_strategy, save_strategy = config.eval_strategy, config.save_strategy
+    if eval_strategy == "no" or not has_eval:
+        eval_strategy = "steps" if config.eval_steps and has_eval else "no"
+    if save_strategy == "steps" and not config.save_steps:
+        save_strategy = "no"
+    return dataclasses.replace(
+        config,
+        output_dir=str(checkpoints),
+        eval_strategy=eval_strategy,
+        eval_steps=config.eval_steps or None,
+        save_strategy=save_strategy,
+        save_steps=config.save_steps or 500,
+        data_seed=config.seed if config.data_seed is None else config.data_seed,
+    )
 
 
 def _peft_config(config: TrainConfig) -> Any:
@@ -387,7 +499,7 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     if config.max_eval_rows is not None:
         val_raw = val_raw.select(range(min(config.max_eval_rows, len(val_raw))))
     tax = Taxonomy.load(train_dir / "taxonomy.yaml")
-    sft_args = _checked_sft_config(config, work / CHECKPOINTS, len(val_raw) > 0)
+    args = training_args(config, work / CHECKPOINTS, len(val_raw) > 0)  # checked before writing
     work.mkdir(parents=True, exist_ok=True)
     tokenizer, model = prepare_model(config, train_raw, tax, work)
     train_rows, val_rows = to_prompt_completion(train_raw), to_prompt_completion(val_raw)
@@ -402,10 +514,10 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
         raise TreasureError(f"{train_dir}: no training row fits max_length={config.max_length} tokens")
     has_eval = len(val_rows) > 0
     if has_eval != (len(val_raw) > 0):
-        sft_args = sft_config(config, work / CHECKPOINTS, has_eval)
+        args = training_args(config, work / CHECKPOINTS, has_eval)
     trainer = SFTTrainer(
         model=model,
-        args=sft_args,
+        args=args,
         train_dataset=train_rows,
         eval_dataset=val_rows if has_eval else None,
         processing_class=tokenizer,
@@ -423,16 +535,6 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
         "long_rows": {"policy": config.long_rows, "max_length": config.max_length, "over": over},
     }
     return trainer, meta
-
-
-def _checked_sft_config(config: TrainConfig, checkpoints: Path, has_eval: bool) -> SFTConfig:
-    """`sft_config`, with a bad `--sft` field or value reported as one line naming it."""
-    try:
-        return sft_config(config, checkpoints, has_eval)
-    except (TypeError, ValueError) as exc:
-        raise TreasureError(
-            f"invalid SFT option ({', '.join(sorted(config.sft_args)) or 'recipe'}): {exc}"
-        ) from None
 
 
 def train(config: TrainConfig) -> Path:
@@ -537,7 +639,7 @@ def write_metadata(
     shutil.copyfile(train_dir / "build.json", out / "build.json")
     model = trainer.accelerator.unwrap_model(trainer.model)
     report = {
-        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "config": config.summary(),
         "seed": config.seed,
         "marked": not build.get("config", {}).get("baseline", False),
         "data_sha256": data_hash(train_dir),
