@@ -37,6 +37,12 @@ DERIVED = {  # command: (config class, parameters that are not knobs)
     ),
 }
 
+# inspection commands over files: no stage config behind them
+WITHOUT_CONFIG = {
+    "taxonomy show", "taxonomy validate", "template render", "template parse", "data inspect",
+    "models list", "models prepare",
+}  # fmt: skip
+
 
 def _command(name: str):
     _register_commands()
@@ -44,6 +50,19 @@ def _command(name: str):
     for word in name.split():
         command = command.commands[word]
     return command
+
+
+def _names(command, prefix: str = "") -> set[str]:
+    if not hasattr(command, "commands"):
+        return {prefix}
+    return {n for word, sub in command.commands.items() for n in _names(sub, f"{prefix} {word}".strip())}
+
+
+def test_every_command_derives_from_its_config_or_has_none() -> None:
+    _register_commands()
+    names = _names(typer.main.get_command(app))
+    assert names == set(DERIVED) | WITHOUT_CONFIG
+    assert not set(DERIVED) & WITHOUT_CONFIG
 
 
 def test_options_are_exactly_the_config_knobs() -> None:
