@@ -129,14 +129,11 @@ def config_values(config_cls: type, data: Any, where: str) -> dict[str, Any]:
     is an error naming `where` and the key."""
     if not isinstance(data, Mapping):
         raise TreasureError(f"{where}: expected a mapping of {config_cls.__name__} fields, got {data!r}")
+    check_keys(config_cls, data, where)
     hints = typing.get_type_hints(config_cls)
     by_name = {f.name: f for f in dataclasses.fields(config_cls)}
     out = {}
     for key, value in data.items():
-        if key not in by_name:
-            close = difflib.get_close_matches(str(key), by_name, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise TreasureError(f"{where}: {key!r} is not a {config_cls.__name__} field{hint}")
         kind, _ = optional_type(hints[key])
         parse = by_name[key].metadata.get(PARSE)
         if (
@@ -150,6 +147,22 @@ def config_values(config_cls: type, data: Any, where: str) -> dict[str, Any]:
         else:
             out[key] = _typed(hints[key], value)
     return out
+
+
+def check_keys(
+    config_cls: type, data: Mapping[str, Any], where: str, renamed: Mapping[str, str] | None = None
+) -> None:
+    """Every key must be a field of `config_cls`; else one error naming `where` and each unknown key with
+    close matches (or its new name from `renamed`)."""
+    names = [f.name for f in dataclasses.fields(config_cls) if f.init]
+    unknown = sorted(str(key) for key in set(data) - set(names))
+    if not unknown:
+        return
+    described = []
+    for key in unknown:
+        close = [renamed[key]] if renamed and key in renamed else difflib.get_close_matches(key, names, n=3)
+        described.append(f"{key} (did you mean {' or '.join(close)}?)" if close else key)
+    raise TreasureError(f"{where}: unknown key(s) {', '.join(described)}: not a {config_cls.__name__} field")
 
 
 def _typed(kind: Any, value: Any) -> Any:

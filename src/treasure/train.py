@@ -9,7 +9,6 @@ Runs under `accelerate launch -m treasure.train TRAIN_DIR -o MODEL_DIR ...` for 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import hashlib
 import inspect
@@ -19,7 +18,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from trl import SFTConfig, SFTTrainer
 
 from treasure import io, models
 from treasure.errors import TreasureError
-from treasure.knobs import knob
+from treasure.knobs import check_keys, knob
 from treasure.taxonomy import Taxonomy
 from treasure.tiny import (
     CHAT_TEMPLATE,
@@ -255,16 +254,8 @@ def _sft_defaults() -> dict[str, Any]:
 
 
 def check_fields(data: dict[str, Any], where: str) -> None:
-    """Every key must be a TrainConfig (or inherited SFTConfig) field; else name it, with close matches."""
-    names = [f.name for f in fields(TrainConfig) if f.init]
-    unknown = sorted(set(data) - set(names))
-    if not unknown:
-        return
-    described = []
-    for key in unknown:
-        close = [RENAMED[key]] if key in RENAMED else difflib.get_close_matches(key, names, n=3)
-        described.append(f"{key} (did you mean {' or '.join(close)}?)" if close else key)
-    raise TreasureError(f"{where}: unknown key(s) {', '.join(described)}: not a TrainConfig/SFTConfig field")
+    """Every key must be a TrainConfig (or inherited SFTConfig) field; old recipe keys get their new name."""
+    check_keys(TrainConfig, data, where, RENAMED)
 
 
 class TrainingInterrupted(TreasureError):
