@@ -10,7 +10,7 @@ import pytest
 
 from treasure.cli import main
 from treasure.errors import DataError, TreasureError
-from treasure.evaluate import EvalConfig, JudgeConfig, evaluate
+from treasure.evaluate import EvalConfig, JudgeConfig, evaluate, resolve
 from treasure.evaluate.judge import OpenAIJudge, RewardModelJudge
 from treasure.evaluate.length_instruct import INSTRUCTION, _outcome, limits, words
 from treasure.evaluate.long_tail import bucket_of, split_rows
@@ -61,10 +61,11 @@ def test_over_the_limit_loses_whatever_the_judge_says():
 def test_suite_names_and_baseline_requirement():
     config = EvalConfig(model_dir=Path("m"), out_dir=Path("o"), suites="marker_prediction,adherence")
     assert config.suites == ("marker-prediction", "adherence")
+    assert [s.name for s in resolve(config)] == ["marker-prediction", "adherence"]
     with pytest.raises(TreasureError, match="compare against a baseline"):
-        EvalConfig(model_dir=Path("m"), out_dir=Path("o"), suites=("length-instruct",))
+        resolve(EvalConfig(model_dir=Path("m"), out_dir=Path("o"), suites=("length-instruct",)))
     with pytest.raises(TreasureError, match="unknown suite"):
-        EvalConfig(model_dir=Path("m"), out_dir=Path("o"), suites="lenght")
+        evaluate(EvalConfig(model_dir=Path("m"), out_dir=Path("o"), suites="lenght"))  # before any work
 
 
 def test_user_prompts_reference_field_errors_name_line(tmp_path: Path):

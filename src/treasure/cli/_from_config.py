@@ -142,10 +142,12 @@ def command(
             node[converters[name][0].path[-1]] = value
         _check_groups(converters, given)
         try:
-            config = build_config(config_cls, tree)
-        except TreasureError as error:  # it names fields: say which options set them
-            raise TreasureError(f"{error}{_options_named(str(error), converters)}") from None
-        run(config, **values)
+            run(build_config(config_cls, tree), **values)
+        except TreasureError as error:  # errors name fields: say which options set them
+            hint = _options_named(str(error), converters)
+            if not hint or type(error) is not TreasureError:
+                raise
+            raise TreasureError(f"{error}{hint}") from None
 
     invoke.__name__, invoke.__doc__ = run.__name__, run.__doc__
     invoke.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
@@ -154,10 +156,15 @@ def command(
 
 
 def _options_named(message: str, converters: dict[str, tuple[Knob, Any]]) -> str:
+    """ " (option: --x)" for the fields `message` names (names with `_` or `.`, not plain words)."""
     named = [
         _flags(k)[0].split("/")[0]
         for k, _ in converters.values()
-        if any(re.search(rf"(?<![\w.-]){re.escape(n)}(?![\w-])", message) for n in (k.name, ".".join(k.path)))
+        if any(
+            re.search(rf"(?<![\w.-]){re.escape(n)}(?![\w-])", message)
+            for n in {k.name, ".".join(k.path)}
+            if "_" in n or "." in n
+        )
     ]
     return f" (option{'s' if len(named) > 1 else ''}: {', '.join(named)})" if named else ""
 

@@ -4,15 +4,15 @@ marker prediction, long-tail buckets, optional HumanEvalFix, and an HTML report.
 Each suite is a `Suite` (treasure.evaluate.suite) in its own module under `treasure.evaluate.suites`;
 `register` adds one."""
 
-from treasure.evaluate.config import DEFAULT_SUITES, SUITES, EvalConfig, JudgeConfig
+from treasure.evaluate.config import DEFAULT_SUITES, EvalConfig, JudgeConfig
 from treasure.evaluate.report import ReportConfig, paper_table, write_report
 from treasure.evaluate.runner import evaluate
 from treasure.evaluate.suite import Suite
-from treasure.evaluate.suites import register
+from treasure.evaluate.suites import REGISTRY, register, resolve
 
 __all__ = [
     "DEFAULT_SUITES",
-    "SUITES",
+    "REGISTRY",
     "EvalConfig",
     "JudgeConfig",
     "ReportConfig",
@@ -20,5 +20,6 @@ __all__ = [
     "evaluate",
     "paper_table",
     "register",
+    "resolve",
     "write_report",
 ]

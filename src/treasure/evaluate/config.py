@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from treasure import models
 from treasure.backends import GenerationConfig
 from treasure.errors import TreasureError
 from treasure.generate import MODES as GENERATION_MODES
 from treasure.knobs import group, knob
-
-if TYPE_CHECKING:
-    from treasure.evaluate.suite import Suite
 
 DEFAULT_SUITES: tuple[str, ...] = (
     "length-instruct",
@@ -27,31 +23,11 @@ DEFAULT_SUITES: tuple[str, ...] = (
 MODES: tuple[str, ...] = (*GENERATION_MODES, "strict")
 
 
-def _registry() -> Mapping[str, Suite]:
-    from treasure.evaluate.suites import REGISTRY  # the suites import this module, so not at the top
-
-    return REGISTRY
-
-
-def __getattr__(name: str) -> Any:
-    """`SUITES` (every registered suite's name) and `NEEDS_BASELINE` (those comparing against the
-    baseline), read from the registry when asked."""
-    if name == "SUITES":
-        return tuple(_registry())
-    if name == "NEEDS_BASELINE":
-        return frozenset(n for n, suite in _registry().items() if suite.needs_baseline)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def normalise_suites(names: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """`"length_instruct,adherence"` or a sequence → canonical suite names (unknown names raise)."""
+    """`"length_instruct,adherence"` or a sequence → canonical suite names (checked against the registry
+    when the run starts: `treasure.evaluate.suites.resolve`)."""
     raw = names.split(",") if isinstance(names, str) else list(names)
-    suites = tuple(dict.fromkeys(n.strip().replace("_", "-") for n in raw if n.strip()))
-    registry = _registry()
-    unknown = [n for n in suites if n not in registry]
-    if unknown:
-        raise TreasureError(f"unknown suite(s) {', '.join(unknown)}; valid: {', '.join(registry)}")
-    return suites
+    return tuple(dict.fromkeys(n.strip().replace("_", "-") for n in raw if n.strip()))
 
 
 def _limit_scale(text: str | None) -> float | Literal["train"]:
@@ -172,9 +148,6 @@ class EvalConfig:
             object.__setattr__(self, "baseline_dir", models.local_path(self.baseline_dir))
         if isinstance(self.judge, str):
             object.__setattr__(self, "judge", JudgeConfig(kind=self.judge))  # type: ignore[arg-type]
-        missing = sorted(n for n in self.suites if _registry()[n].needs_baseline)
-        if missing and self.baseline_dir is None:
-            raise TreasureError(f"suite(s) {', '.join(missing)} compare against a baseline: set baseline_dir")
         if not set(self.adherence_modes) <= {"controlling", "strict"}:
             raise TreasureError(
                 f"adherence_modes {self.adherence_modes}: controlling and/or strict "

@@ -13,7 +13,7 @@ from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.context import EvalContext
 from treasure.evaluate.report import write_report
 from treasure.evaluate.suite import section_key
-from treasure.evaluate.suites import REGISTRY
+from treasure.evaluate.suites import resolve
 from treasure.io import atomic_write_text
 
 
@@ -23,13 +23,13 @@ def _jsonable(config: EvalConfig) -> dict[str, Any]:
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run `config.suites` in order on the marked model (and baseline); write metrics.json + report.html."""
+    suites = resolve(config)
     for path in (config.model_dir, config.baseline_dir):
         if path is not None and not path.is_dir():
             raise TreasureError(f"{path}: model dir not found")
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(config)
-    suites = [REGISTRY[name] for name in config.suites]
     sections = {section_key(suite.name): suite.run(ctx) for suite in suites}
     fingerprints = ctx.runs.fingerprints
     metrics = {

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from treasure.errors import TreasureError
+from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.suite import Suite
 from treasure.evaluate.suites.adherence import Adherence
 from treasure.evaluate.suites.code import Code
@@ -33,3 +34,16 @@ def register(suite: Suite) -> Suite:
         raise TreasureError(f"suite {suite.name!r} is already registered")
     REGISTRY[suite.name] = suite
     return suite
+
+
+def resolve(config: EvalConfig) -> list[Suite]:
+    """The registered suites `config.suites` names, in its order; unknown names, or suites comparing
+    against a baseline without `baseline_dir`, are errors."""
+    unknown = [name for name in config.suites if name not in REGISTRY]
+    if unknown:
+        raise TreasureError(f"unknown suite(s) {', '.join(unknown)}; valid: {', '.join(REGISTRY)}")
+    suites = [REGISTRY[name] for name in config.suites]
+    missing = sorted(suite.name for suite in suites if suite.needs_baseline)
+    if missing and config.baseline_dir is None:
+        raise TreasureError(f"suite(s) {', '.join(missing)} compare against a baseline: set baseline_dir")
+    return suites
