@@ -142,7 +142,7 @@ def annotate_command(
         llm=llm,
         progress=not quiet,
     )
-    stats = annotate_file(
+    annotated = annotate_file(
         input_path,
         output,
         AnnotateFileConfig(
@@ -155,12 +155,12 @@ def annotate_command(
             annotate=config,
         ),
     )
+    stats = annotated.stats
     if not quiet:
-        print_distribution(stats, f"{output}: {stats['n_rows']} rows, {stats['rejected']} rejected")
-    if stats["rejected"]:  # said even with --quiet: rows were left out
-        rejects = output.with_name(output.name + ".rejects.jsonl")
-        err_console.print(f"[yellow]{stats['rejected']} input rows rejected[/]; see {rejects}")
-    console.print(f"wrote {output}, {output}.stats.json, {output}.taxonomy.yaml")
+        print_distribution(stats.data, f"{output}: {stats.n_rows} rows, {stats.rejected} rejected")
+    if stats.rejected:  # said even with --quiet: rows were left out
+        err_console.print(f"[yellow]{stats.rejected} input rows rejected[/]; see {annotated.rejects_file}")
+    console.print(f"wrote {annotated.path}, {annotated.stats_file}, {annotated.taxonomy_file}")
 
 
 @train_app.command("quality")

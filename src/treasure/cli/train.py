@@ -9,7 +9,6 @@ import typer
 import yaml
 
 from treasure.cli import console
-from treasure.io import read_json
 from treasure.train import PRESETS, TrainConfig, train
 
 
@@ -82,11 +81,11 @@ def train_command(
         else TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     )
     cfg.sft_args.update(_sft_args(sft))
-    out = train(cfg)
-    report = read_json(out / "train.json")
-    losses = report["losses"]
+    model_dir = train(cfg)
+    report = model_dir.train_report
+    losses = report.losses
     console.print(
-        f"[green]trained[/] {out}: {report['steps']} steps, {report['train_tokens_per_s']} tokens/s, "
+        f"[green]trained[/] {model_dir.path}: {report.steps} steps, {report.train_tokens_per_s} tokens/s, "
         f"train loss {losses.get('final_train')}, validation loss {losses.get('initial_eval')} → "
         f"{losses.get('final_eval')}"
     )
