@@ -143,7 +143,7 @@ DAMAGE = [
     (b"{broken", r"not valid JSON \(line 1, column 2\): Expecting property name enclosed in double quotes"),
     (b'{"a": 1,\n  "b": 2,\n  "c" 3}', r"not valid JSON \(line 3, column 7\): Expecting ':' delimiter"),
     (b"\xff\xfe not json", r"not UTF-8 text \(invalid start byte at byte 0\)"),
-    (b"[1, 2]", r"not a JSON object \(found list\)"),
+    (b"[1, 2]", r"not a JSON object \(found a list\)"),
 ]
 
 
@@ -165,13 +165,13 @@ def test_a_damaged_model_dir_file_is_one_line_naming_it(
     [
         (BUILD, {"n_train": None}, "missing key 'n_train'"),
         (BUILD, {"config": None}, "missing key 'config'"),
-        (BUILD, {"n_validation": "1"}, "'n_validation' should be an integer, not str"),
-        (BUILD, {"n_train": True}, "'n_train' should be an integer, not bool"),
-        (BUILD, {"config": {"markers": "task"}}, "'config.markers' should be a list or null, not str"),
+        (BUILD, {"n_validation": "1"}, "'n_validation' should be an integer, not a string"),
+        (BUILD, {"n_train": True}, "'n_train' should be an integer, not true or false"),
+        (BUILD, {"config": {"markers": "task"}}, "'config.markers' should be a list or null, not a string"),
         (TRAIN, {"marked": None}, "missing key 'marked'"),
-        (TRAIN, {"marked": "yes"}, "'marked' should be true or false, not str"),
-        (TRAIN, {"losses": [1.0]}, "'losses' should be an object, not list"),
-        (STATS, {"n_rows": 2.5}, "'n_rows' should be an integer, not float"),
+        (TRAIN, {"marked": "yes"}, "'marked' should be true or false, not a string"),
+        (TRAIN, {"losses": [1.0]}, "'losses' should be an object, not a list"),
+        (STATS, {"n_rows": 2.5}, "'n_rows' should be an integer, not a number"),
     ],
 )
 def test_an_incomplete_report_names_the_file_and_key(

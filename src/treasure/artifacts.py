@@ -65,10 +65,15 @@ def read_json(path: Path) -> Any:
         raise DataError(str(path), f"cannot read it ({exc.strerror or exc})") from None
 
 
-def _type_name(types: tuple[type, ...]) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
-    names[bool] = "true or false"
-    return " or ".join(names.get(t, "null" if t is type(None) else t.__name__) for t in types)
+JSON_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
 
 
 def _has_type(value: Any, types: tuple[type, ...]) -> bool:
@@ -97,17 +102,21 @@ class JsonReport:
         path = Path(path)
         data = read_json(path)
         if not isinstance(data, dict):
-            raise DataError(str(path), f"not a JSON object (found {type(data).__name__})")
+            found = JSON_NAMES.get(type(data), type(data).__name__)
+            raise DataError(str(path), f"not a JSON object (found {found})")
         for key, types in cls.FIELDS.items():
-            parent, _, leaf = key.rpartition(".")
-            holder = data.get(parent) if parent else data
+            *parents, leaf = key.split(".")
+            holder: Any = data
+            for parent in parents:
+                holder = holder.get(parent) if isinstance(holder, dict) else None
             if not isinstance(holder, dict) or leaf not in holder:
                 if key in cls.REQUIRED:
                     raise DataError(str(path), f"missing key '{key}'")
                 continue
             if not _has_type(holder[leaf], types):
-                found = type(holder[leaf]).__name__
-                raise DataError(str(path), f"'{key}' should be {_type_name(types)}, not {found}")
+                wanted = " or ".join(JSON_NAMES[t] for t in types)
+                found = JSON_NAMES.get(type(holder[leaf]), type(holder[leaf]).__name__)
+                raise DataError(str(path), f"'{key}' should be {wanted}, not {found}")
         return cls(data)
 
     def text(self) -> str:
