@@ -30,10 +30,11 @@ from trl import SFTTrainer
 
 from treasure import io
 from treasure.annotate import AnnotateConfig, annotate
+from treasure.artifacts import TAXONOMY, TrainDir, sidecar
 from treasure.build import BuildConfig, build
 from treasure.bundled import load_bundled
 from treasure.tiny import load_size, make_model
-from treasure.train import TrainConfig, load_train_dir, to_prompt_completion, train, training_args
+from treasure.train import TrainConfig, to_prompt_completion, train, training_args
 
 RESULTS = Path(__file__).parent / "results" / "train.json"
 # the markers of the cheap annotators without the numeric ones (length_tokens/_sentences/_paragraphs)
@@ -47,13 +48,13 @@ def annotated_bundled(work: Path) -> Path:
     result = annotate(ds, config)
     path = work / "annotated.jsonl"
     io.write_jsonl(list(result.dataset), path)
-    result.taxonomy.save(path.with_name(path.name + ".taxonomy.yaml"))
+    result.taxonomy.save(sidecar(path, TAXONOMY))
     return path
 
 
-def plain_trl_tokens_per_s(train_dir: Path, model_dir: Path, config: TrainConfig, out: Path) -> float:
+def plain_trl_tokens_per_s(train_dir: TrainDir, model_dir: Path, config: TrainConfig, out: Path) -> float:
     """Plain SFTTrainer on the rows without markers: same tokenizer, init, steps, batch, length."""
-    train_raw, _, _ = load_train_dir(train_dir)
+    train_raw = train_dir.split("train")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = make_model(tokenizer, load_size(config.size), config.seed)
     args = training_args(config, out, has_eval=False)
@@ -78,18 +79,17 @@ def main() -> None:
         annotate_s = time.perf_counter() - began
         marked = build(annotated, work / "marked", BuildConfig(seed=0))
         plain = build(annotated, work / "plain", BuildConfig(seed=0, baseline=True, tokenizer=None))
-        overhead = json.loads((marked / "build.json").read_text())["template_overhead"]
+        overhead = marked.build_report.template_overhead
         categorical = build(annotated, work / "categorical", BuildConfig(seed=0, markers=CATEGORICAL_MARKERS))
-        overhead_categorical = json.loads((categorical / "build.json").read_text())["template_overhead"]
+        overhead_categorical = categorical.build_report.template_overhead
         recipe = dict(max_steps=opts.steps, save_steps=0, eval_before=False, max_eval_rows=0, logging_steps=5)
         recipe["disable_tqdm"] = True
         treasure_runs, plain_runs = [], []
         for round_ in range(opts.rounds):
             config = TrainConfig.from_file(
-                "tiny_demo", train_dir=marked, output_dir=work / f"model-{round_}", **recipe
+                "tiny_demo", train_dir=marked.path, output_dir=work / f"model-{round_}", **recipe
             )
-            report = json.loads((train(config) / "train.json").read_text())
-            treasure_runs.append(report["train_tokens_per_s"])
+            treasure_runs.append(train(config).train_report.train_tokens_per_s)
             plain_runs.append(
                 plain_trl_tokens_per_s(plain, work / f"model-{round_}", config, work / "plain-ckpt")
             )

@@ -32,16 +32,17 @@ from trl import SFTConfig, SFTTrainer
 
 from treasure import io, models
 from treasure.annotate import AnnotateConfig, annotate
+from treasure.artifacts import TAXONOMY, TrainDir, sidecar
 from treasure.build import BuildConfig, build
 from treasure.bundled import load_bundled
 from treasure.demo import RECIPES
-from treasure.train import TrainConfig, load_train_dir, row_lengths, to_prompt_completion, train
+from treasure.train import TrainConfig, row_lengths, to_prompt_completion, train
 
 RESULTS = Path(__file__).parent / "results" / "train_lora.json"
 SPEC = RECIPES["smollm2"]
 
 
-def marked_rows(work: Path, n_rows: int) -> Path:
+def marked_rows(work: Path, n_rows: int) -> TrainDir:
     """A marked training set like the demo's: short bundled English rows, cheap annotators, its markers."""
     ds, _ = load_bundled()
     ds = ds.filter(
@@ -56,7 +57,7 @@ def marked_rows(work: Path, n_rows: int) -> Path:
     )
     path = work / "annotated.jsonl"
     io.write_jsonl(list(result.dataset), path)
-    result.taxonomy.save(path.with_name(path.name + ".taxonomy.yaml"))
+    result.taxonomy.save(sidecar(path, TAXONOMY))
     markers = tuple(m for m in SPEC.markers if m in result.dataset.column_names)
     config = BuildConfig(
         seed=0,
@@ -68,9 +69,9 @@ def marked_rows(work: Path, n_rows: int) -> Path:
     return build(path, work / "train", config)
 
 
-def plain_peft_trl(train_dir: Path, model_dir: Path, config: TrainConfig, out: Path) -> float:
+def plain_peft_trl(train_dir: TrainDir, model_dir: Path, config: TrainConfig, out: Path) -> float:
     """What a user writes without treasure: SFTConfig + LoraConfig + SFTTrainer, same settings."""
-    rows, _, _ = load_train_dir(train_dir)
+    rows = train_dir.split("train")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     data = to_prompt_completion(rows)
     keep = [i for i, n in enumerate(row_lengths(data, tokenizer)) if n <= config.max_length]
@@ -122,10 +123,9 @@ def main() -> None:
         treasure_runs, plain_runs = [], []
         for round_ in range(opts.rounds):
             config = TrainConfig.from_file(
-                SPEC.train_recipe, train_dir=train_dir, output_dir=work / f"model-{round_}", **recipe
+                SPEC.train_recipe, train_dir=train_dir.path, output_dir=work / f"model-{round_}", **recipe
             )
-            report = json.loads((train(config) / "train.json").read_text())
-            treasure_runs.append(report["train_tokens_per_s"])
+            treasure_runs.append(train(config).train_report.train_tokens_per_s)
             plain_runs.append(round(plain_peft_trl(train_dir, base, config, work / "plain-ckpt"), 1))
             print(
                 f"round {round_}: treasure {treasure_runs[-1]} tokens/s, plain {plain_runs[-1]}", flush=True

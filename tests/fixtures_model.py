@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from treasure import io
+from treasure.artifacts import STATS, TAXONOMY, sidecar
 from treasure.build import BuildConfig, build
 from treasure.bundled import load_bundled
 from treasure.taxonomy import Taxonomy, with_thresholds
@@ -58,9 +59,9 @@ def write_annotated(path: Path, rows: list[dict[str, Any]]) -> Path:
     """Annotated JSONL plus its `.taxonomy.yaml` and `.stats.json` sidecars, as `treasure annotate` writes."""
     annotated, tax = simple_annotate(rows)
     io.write_jsonl(annotated, path)
-    tax.save(path.with_name(path.name + ".taxonomy.yaml"))
+    tax.save(sidecar(path, TAXONOMY))
     stats = {"n_rows": len(annotated), "thresholds": {"length_bucket": list(tax["length_bucket"].thresholds)}}
-    path.with_name(path.name + ".stats.json").write_text(json.dumps(stats), encoding="utf-8")
+    sidecar(path, STATS).write_text(json.dumps(stats), encoding="utf-8")
     return path
 
 
@@ -95,7 +96,7 @@ def _build(path: Path, out: Path, baseline: bool) -> Path:
         val_fraction=0.03,
         tokenizer=None,
     )
-    return build(path, out, config)
+    return build(path, out, config).path
 
 
 @pytest.fixture(scope="session")
@@ -112,11 +113,11 @@ def tiny_baseline_train_dir(annotated_path: Path, tmp_path_factory: pytest.TempP
 def tiny_model_dir(tiny_train_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A marked tiny model (trained once per session; see configs/tiny_test.yaml)."""
     out = tmp_path_factory.mktemp("model-marked")
-    return train(TrainConfig.from_file("tiny_test", train_dir=tiny_train_dir, output_dir=out))
+    return train(TrainConfig.from_file("tiny_test", train_dir=tiny_train_dir, output_dir=out)).path
 
 
 @pytest.fixture(scope="session")
 def tiny_baseline_dir(tiny_baseline_train_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A baseline tiny model (no markers anywhere), same rows and recipe."""
     out = tmp_path_factory.mktemp("model-baseline")
-    return train(TrainConfig.from_file("tiny_test", train_dir=tiny_baseline_train_dir, output_dir=out))
+    return train(TrainConfig.from_file("tiny_test", train_dir=tiny_baseline_train_dir, output_dir=out)).path

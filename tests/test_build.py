@@ -79,13 +79,13 @@ def test_same_seed_same_bytes_and_row_order_does_not_matter(tmp_path: Path) -> N
     shuffled = tmp_path / "b.jsonl"
     io.write_jsonl(list(rows.shuffle(seed=3)), shuffled)
     config = BuildConfig(seed=7, tokenizer=None, val_fraction=0.1)
-    one = build(src, tmp_path / "one", config)
-    two = build(src, tmp_path / "two", config)
+    one = build(src, tmp_path / "one", config).path
+    two = build(src, tmp_path / "two", config).path
     for name in ("train.jsonl", "validation.jsonl"):
         assert (one / name).read_bytes() == (two / name).read_bytes()
-    other = build(src, tmp_path / "other", BuildConfig(seed=8, tokenizer=None, val_fraction=0.1))
+    other = build(src, tmp_path / "other", BuildConfig(seed=8, tokenizer=None, val_fraction=0.1)).path
     assert (other / "train.jsonl").read_bytes() != (one / "train.jsonl").read_bytes()
-    moved = build(shuffled, tmp_path / "moved", config)
+    moved = build(shuffled, tmp_path / "moved", config).path
 
     def by_id(path: Path) -> dict[str, list]:
         rows = [
@@ -101,7 +101,7 @@ def test_same_seed_same_bytes_and_row_order_does_not_matter(tmp_path: Path) -> N
 def test_baseline_has_no_marker_tag_anywhere(tmp_path: Path) -> None:
     src = tmp_path / "a.jsonl"
     io.write_jsonl(list(synthetic_rows(200)), src)
-    out = build(src, tmp_path / "base", BuildConfig(baseline=True, tokenizer=None, val_fraction=0.1))
+    out = build(src, tmp_path / "base", BuildConfig(baseline=True, tokenizer=None, val_fraction=0.1)).path
     text = (out / "train.jsonl").read_text(encoding="utf-8") + (out / "validation.jsonl").read_text("utf-8")
     assert "<TEMPLATE>" not in text
     for name in TAX.names:
@@ -150,7 +150,7 @@ def test_build_dir_layout_taxonomy_from_sidecar_and_overhead(tmp_path: Path) -> 
     from fixtures_model import short_bundled_rows
 
     src = write_annotated(tmp_path / "ann.jsonl", short_bundled_rows(400))
-    out = build(src, tmp_path / "train", BuildConfig(seed=1, val_fraction=0.05, vocab_size=1000))
+    out = build(src, tmp_path / "train", BuildConfig(seed=1, val_fraction=0.05, vocab_size=1000)).path
     for name in ("train", "validation", "train.jsonl", "validation.jsonl", "build.json", "taxonomy.yaml"):
         assert (out / name).exists(), name
     sidecar_tax = Taxonomy.load(src.with_name(src.name + ".taxonomy.yaml"))
@@ -190,7 +190,7 @@ def test_input_fields_are_carried_into_the_training_set(tmp_path: Path) -> None:
     src = write_annotated(tmp_path / "ann.jsonl", rows)
     annotated = [json.loads(line) for line in src.open()]
     src.write_text("".join(json.dumps({**row, **extra[row["id"]]}) + "\n" for row in annotated))
-    out = build(src, tmp_path / "train", BuildConfig(seed=1, val_fraction=0.2, vocab_size=1000))
+    out = build(src, tmp_path / "train", BuildConfig(seed=1, val_fraction=0.2, vocab_size=1000)).path
     built = [json.loads(line) for name in ("train", "validation") for line in (out / f"{name}.jsonl").open()]
     assert len(built) == 40
     assert all({k: row[k] for k in ("conversation", "user_meta")} == extra[row["id"]] for row in built)
@@ -202,7 +202,7 @@ def test_a_build_failing_while_writing_leaves_the_earlier_train_dir_whole(
     from fixtures_model import short_bundled_rows
 
     src = write_annotated(tmp_path / "ann.jsonl", short_bundled_rows(40))
-    out = build(src, tmp_path / "train", BuildConfig(seed=1, vocab_size=1000))
+    out = build(src, tmp_path / "train", BuildConfig(seed=1, vocab_size=1000)).path
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def disk_full(*args: object, **kwargs: object) -> None:

@@ -176,8 +176,9 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(
 
 
 def test_twenty_steps_lower_validation_loss(tiny_train_dir: Path, tmp_path: Path) -> None:
-    out = train(quick(tiny_train_dir, tmp_path / "m"))
-    losses = json.loads((out / "train.json").read_text())["losses"]
+    model = train(quick(tiny_train_dir, tmp_path / "m"))
+    losses = model.train_report.losses
+    assert losses == json.loads((model.path / "train.json").read_text())["losses"]  # what train returns
     assert losses["final_eval"] < losses["initial_eval"] - 0.5, losses
 
 
@@ -286,11 +287,11 @@ def test_a_failed_run_leaves_an_existing_model_dir_byte_identical(
 def test_interrupted_then_resumed_equals_uninterrupted(
     tiny_train_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    straight = train(quick(tiny_train_dir, tmp_path / "straight", max_steps=12, save_steps=100))
+    straight = train(quick(tiny_train_dir, tmp_path / "straight", max_steps=12, save_steps=100)).path
     config = quick(tiny_train_dir, tmp_path / "resumed", max_steps=12, save_steps=100)
     train_interrupted(config, 5, monkeypatch)
     config.resume = True
-    resumed = train(config)
+    resumed = train(config).path
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     diffs = {name: (a[name] - b[name]).abs().max().item() for name in a}
     worst = max(diffs, key=diffs.get)
@@ -309,7 +310,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_train_dir: Path, tmp_path
             "tiny_test", train_dir=tiny_train_dir, output_dir=out, max_steps=12, save_steps=4, **more
         )
 
-    straight = train(recipe(tmp_path / "straight"))
+    straight = train(recipe(tmp_path / "straight")).path
     out = tmp_path / "killed"
     command = [
         *(str(Path(sys.executable).parent / "treasure"), "train", str(tiny_train_dir), "-o", str(out)),
@@ -330,7 +331,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_train_dir: Path, tmp_path
     shutil.copytree(checkpoints / "checkpoint-4", half_written)
     (half_written / "trainer_state.json").write_text('{"global_step": 8, "log_hist')
     assert last_checkpoint(out) == str(checkpoints / "checkpoint-4")
-    resumed = train(recipe(out, resume=True))
+    resumed = train(recipe(out, resume=True)).path
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert max((a[name] - b[name]).abs().max().item() for name in a) == 0.0
     report_a, report_b = (json.loads((d / "train.json").read_text()) for d in (straight, resumed))

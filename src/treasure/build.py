@@ -22,6 +22,7 @@ import datasets
 import numpy as np
 
 from treasure import io, template
+from treasure.artifacts import AnnotatedData, BuildReport, TrainDir
 from treasure.errors import TreasureError
 from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
@@ -88,24 +89,6 @@ class BuildResult:
     train: datasets.Dataset
     validation: datasets.Dataset
     report: dict[str, Any] = field(default_factory=dict)
-
-
-def sidecar(path: Path, suffix: str) -> Path | None:
-    """`ANNOTATED.taxonomy.yaml` / `.stats.json` beside a dataset (`x.jsonl.S`, `x.S` or `dir/S`)."""
-    candidates = [path.with_name(path.name + suffix), path.with_suffix(suffix)]
-    if path.is_dir():
-        candidates.append(path / suffix.lstrip("."))
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def load_annotated(path: str | Path) -> tuple[datasets.Dataset, Taxonomy, dict[str, Any] | None]:
-    """Annotated rows with the effective taxonomy and stats written beside them (default taxonomy if none)."""
-    path = Path(path)
-    tax_file = sidecar(path, ".taxonomy.yaml")
-    tax = Taxonomy.load(tax_file)
-    stats_file = sidecar(path, ".stats.json")
-    stats = io.read_json(stats_file) if stats_file else None
-    return io.load(path, taxonomy=tax).dataset, tax, stats
 
 
 def row_rng(seed: int, key: str, row_id: str) -> random.Random:
@@ -243,7 +226,9 @@ def _strip_templates(messages: list[dict[str, str]], tax: Taxonomy) -> list[dict
     return out
 
 
-def build(input_path: str | Path, out_dir: str | Path, config: BuildConfig, overwrite: bool = False) -> Path:
+def build(
+    input_path: str | Path, out_dir: str | Path, config: BuildConfig, overwrite: bool = False
+) -> TrainDir:
     """Build TRAIN_DIR from annotated data: splits (HF dirs + JSONL), build.json, taxonomy, stats.
 
     An existing, non-empty TRAIN_DIR is replaced only with `overwrite`, once the new one is complete.
@@ -251,7 +236,8 @@ def build(input_path: str | Path, out_dir: str | Path, config: BuildConfig, over
     input_path, out = Path(input_path), Path(out_dir)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise TreasureError(f"{out}: already holds a training set; add --overwrite to replace it")
-    ds, tax, stats = load_annotated(input_path)
+    annotated = AnnotatedData.load(input_path)
+    ds, tax = annotated.rows(), annotated.taxonomy
     result = build_rows(ds, tax, config)
     report = result.report
     report["input"] = {"path": str(input_path), "sha256": dataset_hash(ds)}
@@ -261,17 +247,11 @@ def build(input_path: str | Path, out_dir: str | Path, config: BuildConfig, over
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        for name, split in (("train", result.train), ("validation", result.validation)):
-            split.save_to_disk(str(work / name))
-            io.write_jsonl(list(split), work / f"{name}.jsonl")
-        tax.save(work / "taxonomy.yaml")
-        stats_text = json.dumps(stats or {}, indent=2, ensure_ascii=False) + "\n"
-        io.atomic_write_text(work / "stats.json", stats_text)
-        io.atomic_write_text(work / "build.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        TrainDir(work, BuildReport(report), tax, annotated.stats).save(result.train, result.validation)
         io.replace_dir(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return out
+    return TrainDir(out, BuildReport(report), tax, annotated.stats)
 
 
 def dataset_hash(ds: datasets.Dataset) -> str:

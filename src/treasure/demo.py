@@ -254,9 +254,9 @@ def annotate_stage(data_file: Path, out: Path, console: Console) -> dict[str, An
 
     annotate = AnnotateConfig(length_buckets="quantile", num_proc=2, progress=True)
     config = AnnotateFileConfig(annotate=annotate, overwrite=True)  # a stage is redone whole
-    stats = annotate_file(data_file, out / "rows.jsonl", config)
-    console.print(marker_table(stats))
-    return {"rows": stats.get("n_rows"), "thresholds": stats.get("thresholds")}
+    stats = annotate_file(data_file, out / "rows.jsonl", config).stats
+    console.print(marker_table(stats.data))
+    return {"rows": stats.n_rows, "thresholds": stats.thresholds}
 
 
 def marker_table(stats: dict[str, Any], top: int = 6) -> Table:
@@ -291,7 +291,7 @@ def build_stage(annotated: Path, out: Path, baseline: bool, config: DemoConfig) 
     from treasure.build import BuildConfig, build
 
     spec = config.spec
-    build(
+    report = build(
         annotated,
         out,
         BuildConfig(
@@ -303,9 +303,8 @@ def build_stage(annotated: Path, out: Path, baseline: bool, config: DemoConfig) 
             tokenizer=None if baseline else models.resolve(spec.model),  # "tiny" stays "tiny"
         ),
         overwrite=True,  # a stage is redone whole
-    )
-    report = json.loads((out / "build.json").read_text(encoding="utf-8"))
-    return {k: report.get(k) for k in ("n_train", "realised", "template_overhead") if k in report}
+    ).build_report
+    return {k: report.data[k] for k in ("n_train", "realised", "template_overhead") if k in report.data}
 
 
 def train_stage(train_dir: Path, out: Path, recipe: str, seed: int) -> dict[str, Any]:
@@ -316,13 +315,13 @@ def train_stage(train_dir: Path, out: Path, recipe: str, seed: int) -> dict[str,
     config = TrainConfig.from_file(
         recipe, train_dir=train_dir, output_dir=out, seed=seed, resume=resume, overwrite=True
     )
-    train(config)
-    meta = json.loads((out / "train.json").read_text(encoding="utf-8"))
+    report = train(config).train_report
+    assert report is not None  # train always writes it
     return {
-        "losses": meta.get("losses"),
-        "rows": meta.get("n_train_rows"),
-        "steps": meta.get("steps"),
-        "tokens_per_s": meta.get("train_tokens_per_s"),
+        "losses": report.losses,
+        "rows": report.n_train_rows,
+        "steps": report.steps,
+        "tokens_per_s": report.train_tokens_per_s,
     }
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from treasure import instructions, io, models, template
+from treasure import instructions, models, template
+from treasure.artifacts import TAXONOMY, ModelDir
 from treasure.backends import Backend, Completion, GenerationConfig, Stop, load_backend
 from treasure.errors import DataError, MarkerError, TreasureError
 from treasure.io import iter_records
@@ -160,26 +161,19 @@ class Generator:
         A registry name (`treasure models list`) loads that base model, which knows no markers.
         """
         registry_model = str(path) in models.REGISTRY
-        path = models.local_path(path)
-        if not path.is_dir():
-            raise TreasureError(f"{path}: model dir not found")
-        tax_file = path / "taxonomy.yaml"
-        if tax_file.is_file():
-            taxonomy = Taxonomy.load(tax_file)
-        else:
-            log.warning("%s has no taxonomy.yaml; using the default taxonomy", path)
+        model_dir = ModelDir.load(models.local_path(path))
+        taxonomy = model_dir.taxonomy
+        if taxonomy is None:
+            log.warning("%s has no %s; using the default taxonomy", model_dir.path, TAXONOMY)
             taxonomy = Taxonomy.default()
-        marked = not registry_model
-        train_file = path / "train.json"
-        if train_file.is_file():
-            marked = bool(io.read_json(train_file).get("marked", True))
-        trained = None
-        build_file = path / "build.json"
-        if build_file.is_file():
-            names = io.read_json(build_file).get("config", {}).get("markers")
-            trained = frozenset(names) if names else None
+        marked = model_dir.train_report.marked if model_dir.train_report else not registry_model
+        trained = model_dir.build_report.trained_markers if model_dir.build_report else None
         return cls(
-            load_backend(backend, path, **options), taxonomy, marked, path.name, trained_markers=trained
+            load_backend(backend, model_dir.path, **options),
+            taxonomy,
+            marked,
+            model_dir.path.name,
+            trained_markers=trained,
         )
 
     # ------------------------------------------------------------------ prompt side

@@ -537,19 +537,6 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def read_json(path: str | Path) -> Any:
-    """Parse a JSON file written by a treasure stage; a damaged one raises `DataError` naming it."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(str(path), f"not valid JSON ({exc.msg}, column {exc.colno})", exc.lineno) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise DataError(str(path), f"cannot read it ({exc.strerror or exc})") from None
-
-
 def load_from_disk(path: str | Path) -> Any:
     """`datasets.load_from_disk`, with a missing or damaged dir reported as one line naming it."""
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import inspect
 import json
 import random
@@ -39,6 +38,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from trl import SFTConfig, SFTTrainer
 
 from treasure import io, models
+from treasure.artifacts import ModelDir, TrainDir, TrainReport
 from treasure.errors import TreasureError
 from treasure.knobs import check_keys, knob
 from treasure.taxonomy import Taxonomy
@@ -312,15 +312,6 @@ class InterruptCallback(TrainerCallback):
             signal.signal(signal.SIGINT, self._previous)
 
 
-def load_train_dir(path: Path) -> tuple[datasets.Dataset, datasets.Dataset, dict[str, Any]]:
-    """The train/validation splits and build.json of a TRAIN_DIR written by `treasure build`."""
-    for name in ("train", "validation", "build.json"):
-        if not (path / name).exists():
-            raise TreasureError(f"{path}: not a training set (no {name}); make one with `treasure build`")
-    build = io.read_json(path / "build.json")
-    return io.load_from_disk(path / "train"), io.load_from_disk(path / "validation"), build
-
-
 def to_prompt_completion(ds: datasets.Dataset) -> datasets.Dataset:
     """Conversational prompt/completion rows: every turn before the last, and the last (assistant) turn."""
 
@@ -399,19 +390,6 @@ def _peft_config(config: TrainConfig) -> Any:
     )
 
 
-def data_hash(train_dir: Path) -> str:
-    """sha256 of the built JSONL splits (or of the HF dirs' arrow files when JSONL is missing)."""
-    digest = hashlib.sha256()
-    files = [train_dir / "train.jsonl", train_dir / "validation.jsonl"]
-    if not all(f.is_file() for f in files):
-        files = sorted(train_dir.glob("*/*.arrow"))
-    for file in files:
-        with open(file, "rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def row_lengths(rows: datasets.Dataset, tokenizer: Any) -> list[int]:
     """Tokens of each prompt/completion row as the trainer sees it (chat template applied)."""
     if len(rows) == 0:
@@ -484,12 +462,13 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
         raise TreasureError("train needs a TRAIN_DIR and an output dir (-o MODEL_DIR)")
     train_dir, out = Path(config.train_dir), Path(config.output_dir)
     work = work_dir(out)
-    train_raw, val_raw, build = load_train_dir(train_dir)
+    train_data = TrainDir.load(train_dir)
+    train_raw, val_raw = train_data.split("train"), train_data.split("validation")
     if config.max_train_rows is not None:
         train_raw = train_raw.select(range(min(config.max_train_rows, len(train_raw))))
     if config.max_eval_rows is not None:
         val_raw = val_raw.select(range(min(config.max_eval_rows, len(val_raw))))
-    tax = Taxonomy.load(train_dir / "taxonomy.yaml")
+    tax = train_data.taxonomy
     args = training_args(config, work / CHECKPOINTS, len(val_raw) > 0)  # checked before writing
     work.mkdir(parents=True, exist_ok=True)
     tokenizer, model = prepare_model(config, train_raw, tax, work)
@@ -517,9 +496,7 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
     trainer.add_callback(InterruptCallback())
     meta = {
-        "build": build,
-        "tax": tax,
-        "train_dir": train_dir,
+        "train_dir": train_data,
         "out": out,
         "work": work,
         "n_train": len(train_rows),
@@ -528,8 +505,8 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     return trainer, meta
 
 
-def train(config: TrainConfig) -> Path:
-    """Train and write MODEL_DIR (HF model + tokenizer, taxonomy.yaml, stats.json, train.json).
+def train(config: TrainConfig) -> ModelDir:
+    """Train and write MODEL_DIR (HF model + tokenizer, taxonomy.yaml, stats.json, build.json, train.json).
 
     The run writes into a hidden work dir beside MODEL_DIR and renames it into place only when it has
     finished, so a failed or interrupted run leaves an existing MODEL_DIR as it was.
@@ -559,7 +536,7 @@ def train(config: TrainConfig) -> Path:
         losses["final_eval"] = trainer.evaluate()["eval_loss"]
     losses["final_train"] = final_train_loss(trainer, config)
     save_model_dir(trainer, config, work)
-    write_metadata(trainer, config, meta, losses, result.metrics)
+    model_dir = write_metadata(trainer, config, meta, losses, result.metrics)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         if not config.keep_checkpoints and checkpoints.is_dir():
@@ -567,7 +544,7 @@ def train(config: TrainConfig) -> Path:
         (work / INITIAL_EVAL).unlink(missing_ok=True)
         io.replace_dir(work, out)
     trainer.accelerator.wait_for_everyone()
-    return out
+    return dataclasses.replace(model_dir, path=out)
 
 
 INITIAL_EVAL = "initial_eval.pt"
@@ -619,22 +596,16 @@ def save_model_dir(trainer: SFTTrainer, config: TrainConfig, out: Path) -> None:
 
 def write_metadata(
     trainer: SFTTrainer, config: TrainConfig, meta: dict[str, Any], losses: dict[str, Any], metrics: dict
-) -> None:
-    """taxonomy.yaml, stats.json, build.json and train.json beside the weights."""
-    if not trainer.is_world_process_zero():
-        return
-    out, train_dir, build = meta["work"], meta["train_dir"], meta["build"]
-    meta["tax"].save(out / "taxonomy.yaml")
-    stats = train_dir / "stats.json"
-    io.atomic_write_text(out / "stats.json", stats.read_text("utf-8") if stats.is_file() else "{}\n")
-    shutil.copyfile(train_dir / "build.json", out / "build.json")
+) -> ModelDir:
+    """taxonomy.yaml, stats.json, build.json (as in TRAIN_DIR) and train.json beside the weights."""
+    train_dir: TrainDir = meta["train_dir"]
     model = trainer.accelerator.unwrap_model(trainer.model)
     report = {
         "config": config.summary(),
         "seed": config.seed,
-        "marked": not build.get("config", {}).get("baseline", False),
-        "data_sha256": data_hash(train_dir),
-        "train_dir": str(train_dir),
+        "marked": not train_dir.build_report.baseline,
+        "data_sha256": train_dir.data_sha256(),
+        "train_dir": str(train_dir.path),
         "n_train_rows": meta["n_train"],
         "long_rows": meta["long_rows"],
         "steps": trainer.state.global_step,
@@ -647,7 +618,10 @@ def write_metadata(
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "versions": _versions(),
     }
-    io.atomic_write_text(out / "train.json", json.dumps(report, indent=2) + "\n")
+    model_dir = ModelDir(
+        meta["work"], train_dir.taxonomy, train_dir.stats, train_dir.build_report, TrainReport(report)
+    )
+    return model_dir.save() if trainer.is_world_process_zero() else model_dir
 
 
 def _versions() -> dict[str, str]:

@@ -33,6 +33,7 @@ from treasure.annotate.config import AnnotateConfig
 from treasure.annotate.stats import compute_stats
 from treasure.annotate.steps import build_steps as build_steps  # re-exported (evaluate's reward judge)
 from treasure.annotate.steps import cached_steps, output_features, run_steps, whole_data_markers
+from treasure.artifacts import REJECTS, WORK, AnnotatedData, Stats, sidecar
 from treasure.errors import DataError, TreasureError
 from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
@@ -280,19 +281,14 @@ class AnnotateFileConfig:
             raise TreasureError(f"max_reject_rate must be in [0, 1], got {self.max_reject_rate!r}")
 
 
-def sidecar(output: Path, suffix: str) -> Path:
-    """`OUTPUT.stats.json`-style path next to the output."""
-    return output.with_name(output.name + suffix)
-
-
-def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) -> dict[str, Any]:
+def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) -> AnnotatedData:
     """Read, annotate and write OUTPUT, OUTPUT.stats.json, OUTPUT.taxonomy.yaml (+ OUTPUT.rejects.jsonl)."""
     began = time.perf_counter()
     if output.exists() and not (config.overwrite or config.resume):
         raise TreasureError(
             f"{output}: exists; add --overwrite to replace it (kept until the new one is written)"
         )
-    rejects = sidecar(output, ".rejects.jsonl")
+    rejects = sidecar(output, REJECTS)
     loaded = io.load(
         input_path,
         preset=config.preset,
@@ -322,7 +318,7 @@ def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) ->
             f"(first: {rejected[0]})",
         )
     loaded_at = time.perf_counter()
-    work_dir = sidecar(output, ".work")
+    work_dir = sidecar(output, WORK)
     result = annotate(
         ds,
         config.annotate,
@@ -330,7 +326,6 @@ def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) ->
         resume=config.resume,
     )
     io.save(result.dataset, output)
-    result.taxonomy.save(sidecar(output, ".taxonomy.yaml"))
     timings = {"load": loaded_at - began, **result.timings_s, "total": time.perf_counter() - began}
     stats = compute_stats(
         result.dataset,
@@ -343,12 +338,10 @@ def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) ->
         rejected=len(rejected),
         extra={"engine": config.annotate.engine, "num_proc": config.annotate.num_proc, **result.extra},
     )
-    io.atomic_write_text(
-        sidecar(output, ".stats.json"), json.dumps(stats, indent=2, ensure_ascii=False) + "\n"
-    )
+    annotated = AnnotatedData(output, result.taxonomy, Stats(stats)).save()
     if not config.keep_work_dir and work_dir.exists():
         shutil.rmtree(work_dir)
-    return stats
+    return annotated
 
 
 def with_annotators(config: AnnotateConfig, annotators: Sequence[str]) -> AnnotateConfig:

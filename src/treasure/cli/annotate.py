@@ -59,13 +59,13 @@ def annotate_command(config: AnnotateFileConfig, input_path: Path, output: Path,
     from treasure.annotate import annotate_file
 
     config = replace(config, annotate=replace(config.annotate, progress=not quiet))
-    stats = annotate_file(input_path, output, config)
+    annotated = annotate_file(input_path, output, config)
+    stats = annotated.stats
     if not quiet:
-        print_distribution(stats, f"{output}: {stats['n_rows']} rows, {stats['rejected']} rejected")
-    if stats["rejected"]:  # said even with --quiet: rows were left out
-        rejects = output.with_name(output.name + ".rejects.jsonl")
-        err_console.print(f"[yellow]{stats['rejected']} input rows rejected[/]; see {rejects}")
-    console.print(f"wrote {output}, {output}.stats.json, {output}.taxonomy.yaml")
+        print_distribution(stats.data, f"{output}: {stats.n_rows} rows, {stats.rejected} rejected")
+    if stats.rejected:  # said even with --quiet: rows were left out
+        err_console.print(f"[yellow]{stats.rejected} input rows rejected[/]; see {annotated.rejects_file}")
+    console.print(f"wrote {annotated.path}, {annotated.stats_file}, {annotated.taxonomy_file}")
 
 
 def train_quality_command(config: TrainQualityConfig) -> None:

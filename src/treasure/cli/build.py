@@ -13,7 +13,6 @@ from rich.table import Table
 from treasure.build import BuildConfig, build
 from treasure.cli import console
 from treasure.cli._from_config import command, parameter
-from treasure.io import read_json
 
 IO = [
     parameter(
@@ -34,13 +33,13 @@ IO = [
 
 def build_command(config: BuildConfig, annotated: Path, output: Path, overwrite: bool) -> None:
     """Build TRAIN_DIR: chat messages with markers (dropout in the prompt, full template in the answer)."""
-    out = build(annotated, output, config, overwrite=overwrite)
-    report = read_json(out / "build.json")
+    train_dir = build(annotated, output, config, overwrite=overwrite)
+    report = train_dir.build_report
     console.print(
-        f"[green]built[/] {out}: {report['n_train']} train, {report['n_validation']} validation rows"
-        + ("" if config.baseline else f"; realised dropout {report['realised']}")
+        f"[green]built[/] {train_dir.path}: {report.n_train} train, {report.n_validation} validation rows"
+        + ("" if config.baseline else f"; realised dropout {report.realised}")
     )
-    overhead = report.get("template_overhead") or {}
+    overhead = report.template_overhead
     if overhead:
         table = Table(title="template overhead (template tokens / row tokens)")
         for column in ("tokenizer", "median", "p95", "template tokens", "row tokens"):

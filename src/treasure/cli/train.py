@@ -13,7 +13,6 @@ import yaml
 
 from treasure.cli import console
 from treasure.cli._from_config import command, parameter
-from treasure.io import read_json
 from treasure.train import PRESETS, TrainConfig, check_fields, train
 
 DEFAULT_RECIPES = {"tiny": "tiny_demo", "smollm2-135m": "smollm2_demo"}  # by --model, without --config
@@ -72,11 +71,11 @@ def train_command(config: TrainConfig, **_: Any) -> None:
 
     The defaults shown are TrainConfig's; the recipe (--config, by default tiny_demo for the tiny model)
     replaces them, and the options given replace the recipe's values."""
-    out = train(config)
-    report = read_json(out / "train.json")
-    losses = report["losses"]
+    model_dir = train(config)
+    report = model_dir.train_report
+    losses = report.losses
     console.print(
-        f"[green]trained[/] {out}: {report['steps']} steps, {report['train_tokens_per_s']} tokens/s, "
+        f"[green]trained[/] {model_dir.path}: {report.steps} steps, {report.train_tokens_per_s} tokens/s, "
         f"train loss {losses.get('final_train')}, validation loss {losses.get('initial_eval')} → "
         f"{losses.get('final_eval')}"
     )

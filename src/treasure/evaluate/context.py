@@ -14,12 +14,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
+from treasure.artifacts import ModelDir
 from treasure.evaluate.adherence import reannotate
 from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.judge import OpenAIJudge, RewardModelJudge, make_judge
 from treasure.evaluate.prompts import EvalPrompt, alpaca_eval, sample, user_prompts
 from treasure.evaluate.runs import GenerationRuns
-from treasure.io import read_json
 from treasure.taxonomy import Taxonomy
 
 T = TypeVar("T")
@@ -40,16 +40,19 @@ class EvalContext:
         self._shared: dict[str, Any] = {}
 
     @cached_property
+    def model_dir(self) -> ModelDir:
+        """The marked model's dir with its taxonomy, stats and reports."""
+        return ModelDir.load(self.config.model_dir)
+
+    @cached_property
     def taxonomy(self) -> Taxonomy:
         """The marked model's taxonomy (the default one when its dir has none)."""
-        path = self.config.model_dir / "taxonomy.yaml"
-        return Taxonomy.load(path) if path.is_file() else Taxonomy.default()
+        return self.model_dir.taxonomy or Taxonomy.default()
 
     @cached_property
     def stats(self) -> dict[str, Any]:
         """The marked model's training stats.json ({} when absent)."""
-        path = self.config.model_dir / "stats.json"
-        return read_json(path) if path.is_file() else {}
+        return self.model_dir.stats.data
 
     @cached_property
     def pool(self) -> list[EvalPrompt]:
