@@ -36,17 +36,7 @@ def _cli_type(k: Knob) -> tuple[Any, Callable[[Any], Any]]:
     if k.parse is not None:
         return (str | None), k.parse
     if _is_mapping(base):
-
-        def to_mapping(pairs: list[str]) -> dict[str, str]:
-            out = {}
-            for pair in pairs:
-                name, sep, value = pair.partition("=")
-                if not sep or not name.strip():
-                    raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}")
-                out[name.strip()] = value.strip()
-            return out
-
-        return list[str], to_mapping
+        return list[str], name_values
     if typing.get_origin(base) is tuple:
         element = typing.get_args(base)[0] if typing.get_args(base) else str
         element = element if element in (int, float, Path) else str
@@ -79,6 +69,17 @@ def _cli_default(k: Knob) -> Any:
     if k.parse is not None and not isinstance(k.default, str | int | float | NoneType):
         return None  # e.g. a Taxonomy: shown as no default, the field's own default applies
     return k.default
+
+
+def name_values(pairs: list[str]) -> dict[str, str]:
+    """Repeated NAME=VALUE arguments as a mapping; a missing '=' is a clear error."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}")
+        out[name.strip()] = value.strip()
+    return out
 
 
 def parameter(name: str, annotation: Any, info: Any) -> inspect.Parameter:

@@ -11,6 +11,7 @@ from rich.table import Table
 from treasure import io, template
 from treasure.annotate.registry import REGISTRY
 from treasure.cli import console
+from treasure.cli._from_config import name_values
 from treasure.taxonomy import GIVEN, Taxonomy
 
 taxonomy_app = typer.Typer(help="Show or validate a marker taxonomy.", no_args_is_help=True)
@@ -58,7 +59,7 @@ def template_render(
     taxonomy: Path | None = TaxonomyOpt,
 ) -> None:
     """Render markers as a template block."""
-    pairs = dict(parse_marker_args(marker))
+    pairs = name_values(marker)
     sys.stdout.write(template.render(pairs, Taxonomy.load(taxonomy)))
 
 
@@ -94,7 +95,7 @@ def data_inspect(
     result = io.load(
         file,
         preset=preset,
-        fields=dict(parse_marker_args(field)),
+        fields=name_values(field),
         taxonomy=Taxonomy.load(taxonomy),
         skip_invalid=True,
         write_rejects=False,
@@ -120,17 +121,6 @@ def data_inspect(
         console.print(f"[red]{error}[/]", markup=True, highlight=False, soft_wrap=True)
     if len(result.rejected) > errors:
         console.print(f"… and {len(result.rejected) - errors} more")
-
-
-def parse_marker_args(pairs: list[str]) -> list[tuple[str, str]]:
-    """Split NAME=VALUE arguments; a missing '=' is a clear error."""
-    out = []
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}")
-        out.append((name.strip(), value.strip()))
-    return out
 
 
 def register(app: typer.Typer) -> None:

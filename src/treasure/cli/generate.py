@@ -13,8 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from treasure.cli import console
-from treasure.cli._from_config import command, parameter
-from treasure.cli.basics import parse_marker_args
+from treasure.cli._from_config import command, name_values, parameter
 from treasure.errors import TreasureError
 from treasure.generate import GenerateConfig, Generator, output_row, read_prompts
 from treasure.io import write_jsonl
@@ -65,7 +64,7 @@ def generate_command(
         raise TreasureError(
             f"{out}: exists; add --overwrite to replace it (kept until the new one is written)"
         )
-    given = dict(parse_marker_args(marker)) or None
+    given = name_values(marker) or None
     mode = config.mode or ("controlling" if given else "conditioning")
     generator = Generator.from_model_dir(model_dir, backend=config.backend)
     rows = (

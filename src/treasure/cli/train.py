@@ -12,7 +12,7 @@ import typer
 import yaml
 
 from treasure.cli import console
-from treasure.cli._from_config import command, parameter
+from treasure.cli._from_config import command, name_values, parameter
 from treasure.train import PRESETS, TrainConfig, check_fields, train
 
 DEFAULT_RECIPES = {"tiny": "tiny_demo", "smollm2-135m": "smollm2_demo"}  # by --model, without --config
@@ -47,12 +47,7 @@ IO = [
 
 def sft_fields(pairs: list[str]) -> dict[str, Any]:
     """`--sft KEY=VALUE` pairs as field values (YAML values), each key a TrainConfig/SFTConfig field."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"--sft expects KEY=VALUE (an SFTConfig field), got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
+    out = {key: yaml.safe_load(value) for key, value in name_values(pairs).items()}
     check_fields(out, "--sft")
     return out
 
