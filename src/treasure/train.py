@@ -170,6 +170,7 @@ class TrainConfig(SFTConfig):
     )
     train_sampling_strategy: str = "group_by_length"
     include_num_input_tokens_seen: str | bool = "non_padding"
+    dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)  # pinning needs a GPU
     report_to: str = field(
         default="none", metadata=knob("none, tensorboard, wandb or mlflow (passed to the trainer).")
     )
