@@ -177,7 +177,8 @@ def test_cli_writes_outputs_and_rejects_bad_rows(tmp_path, sample_jsonl, capsys)
     with pytest.raises(SystemExit) as done:
         main(command)
     assert done.value.code == 1
-    assert "exists; add --overwrite" in capsys.readouterr().err
+    expected = "set `overwrite` to replace it (kept until the new one is written) (option: --overwrite)"
+    assert expected in capsys.readouterr().err
     with pytest.raises(SystemExit) as done:  # 2 of 7 rows rejected: over the default 1%
         main([*command, "--overwrite"])
     assert done.value.code == 1

@@ -208,7 +208,7 @@ def test_a_build_failing_while_writing_leaves_the_earlier_train_dir_whole(
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(TreasureError, match="already holds a training set; add --overwrite"):
+    with pytest.raises(TreasureError, match="already holds a training set; pass `overwrite`"):
         build(src, out, BuildConfig(seed=2, vocab_size=1000))
     monkeypatch.setattr("treasure.build.io.atomic_write_text", disk_full)
     with pytest.raises(OSError, match="No space left"):

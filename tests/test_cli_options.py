@@ -198,3 +198,16 @@ def test_train_options_override_the_recipe_and_keep_its_other_values(monkeypatch
     assert seen[1].max_steps == 900 and seen[1].learning_rate == 0.003  # tiny_demo, the tiny model's
     with pytest.raises(TreasureError, match=r"--sft: unknown key\(s\) bogus_field: not a TrainConfig field"):
         train.main([*io, "--sft", "bogus_field=1"], standalone_mode=False)
+
+
+def test_errors_naming_fields_get_their_options(tmp_path: Path) -> None:
+    from treasure.cli.build import IO
+
+    def fail(config, **_):
+        raise TreasureError("x: set `overwrite`, or mind val_fraction and judge.model; seed is a word")
+
+    test_app = typer.Typer()
+    test_app.command("x")(command(BuildConfig, fail, extra=IO))
+    with pytest.raises(TreasureError) as error:
+        typer.main.get_command(test_app).main(["in.jsonl", "-o", str(tmp_path)], standalone_mode=False)
+    assert str(error.value).endswith("(options: --val-fraction, --overwrite)")  # not --seed

@@ -162,7 +162,7 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(
     checkpoints = work_dir(out) / "checkpoints"
     assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-6"]
     assert not out.exists()  # nothing is put at MODEL_DIR before the run has finished
-    with pytest.raises(TreasureError, match="add --resume to continue it"):
+    with pytest.raises(TreasureError, match="set `resume` to continue it"):
         train(quick(tiny_train_dir, out, max_steps=12, save_steps=100))
     with pytest.raises(TreasureError, match="no checkpoint"):
         train(quick(tiny_train_dir, tmp_path / "empty", resume=True))
@@ -268,7 +268,7 @@ def test_a_failed_run_leaves_an_existing_model_dir_byte_identical(
     out = tmp_path / "m"
     shutil.copytree(tiny_model_dir, out)
     before = _snapshot(out)
-    with pytest.raises(TreasureError, match="already holds a model; add --overwrite"):
+    with pytest.raises(TreasureError, match="already holds a model; set `overwrite`"):
         train(quick(tiny_train_dir, out, max_steps=2))
     with pytest.raises(TreasureError, match=r"bogus_field: not a TrainConfig field"):
         quick(tiny_train_dir, out, bogus_field=1)

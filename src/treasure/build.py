@@ -235,7 +235,7 @@ def build(
     """
     input_path, out = Path(input_path), Path(out_dir)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise TreasureError(f"{out}: already holds a training set; add --overwrite to replace it")
+        raise TreasureError(f"{out}: already holds a training set; pass `overwrite` to replace it")
     annotated = AnnotatedData.load(input_path)
     ds, tax = annotated.rows(), annotated.taxonomy
     result = build_rows(ds, tax, config)

@@ -429,7 +429,7 @@ def _complete(checkpoint: Path) -> bool:
 
 
 def open_work_dir(config: TrainConfig, out: Path) -> Path:
-    """Check `out` and the run's work dir against --resume/--overwrite; return the work dir, ready."""
+    """Check `out` and the run's work dir against `resume`/`overwrite`; return the work dir, ready."""
     work = work_dir(out)
     checkpoints = work / CHECKPOINTS
     has_checkpoint = last_checkpoint(out) is not None
@@ -437,15 +437,15 @@ def open_work_dir(config: TrainConfig, out: Path) -> Path:
         raise TreasureError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (config.overwrite or config.resume):
         raise TreasureError(
-            f"{out}: already holds a model; add --overwrite to replace it "
+            f"{out}: already holds a model; set `overwrite` to replace it "
             "(the old one stays until the new one is complete)"
         )
     if config.resume and not has_checkpoint:
-        raise TreasureError(f"--resume: no checkpoint under {checkpoints}")
+        raise TreasureError(f"`resume`: no checkpoint under {checkpoints}")
     if has_checkpoint and not config.resume and not config.overwrite:
         raise TreasureError(
             f"{work}: holds checkpoints of an unfinished run into {out}; "
-            "add --resume to continue it, or --overwrite to start over"
+            "set `resume` to continue it, or `overwrite` to start over"
         )
     if not config.resume and work.exists():
         shutil.rmtree(work)
@@ -531,7 +531,7 @@ def train(config: TrainConfig) -> ModelDir:
         last = last_checkpoint(out)
         raise TrainingInterrupted(
             f"interrupted at step {trainer.state.global_step}; checkpoint {last}; "
-            "run the same command with --resume to continue"
+            "run it again with `resume` set (--resume) to continue"
         )
     if trainer.eval_dataset is not None:
         losses["final_eval"] = trainer.evaluate()["eval_loss"]

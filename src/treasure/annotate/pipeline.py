@@ -286,7 +286,7 @@ def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) ->
     began = time.perf_counter()
     if output.exists() and not (config.overwrite or config.resume):
         raise TreasureError(
-            f"{output}: exists; add --overwrite to replace it (kept until the new one is written)"
+            f"{output}: exists; set `overwrite` to replace it (kept until the new one is written)"
         )
     rejects = sidecar(output, REJECTS)
     loaded = io.load(

@@ -127,6 +127,8 @@ def command(
             parameter(CONFIG_FILE, Path | None, typer.Option(None, "--config", "-c", help=help))
         )
 
+    options = _option_names(converters, extra or [])
+
     def invoke(**values: Any) -> None:
         context: typer.Context = values.pop(CONTEXT)
         given: dict[str, Any] = {}
@@ -145,7 +147,7 @@ def command(
         try:
             run(build_config(config_cls, tree), **values)
         except TreasureError as error:  # errors name fields: say which options set them
-            hint = _options_named(str(error), converters)
+            hint = _options_named(str(error), options)
             if not hint or type(error) is not TreasureError:
                 raise
             raise TreasureError(f"{error}{hint}") from None
@@ -156,18 +158,33 @@ def command(
     return invoke
 
 
-def _options_named(message: str, converters: dict[str, tuple[Knob, Any]]) -> str:
-    """ " (option: --x)" for the fields `message` names (names with `_` or `.`, not plain words)."""
-    named = [
-        _flags(k)[0].split("/")[0]
-        for k, _ in converters.values()
-        if any(
-            re.search(rf"(?<![\w.-]){re.escape(n)}(?![\w-])", message)
-            for n in {k.name, ".".join(k.path)}
-            if "_" in n or "." in n
-        )
-    ]
+def _options_named(message: str, options: dict[str, tuple[str, ...]]) -> str:
+    """`" (option: --x)"` for the fields `message` names: in backticks, or bare when the name has a `_` or
+    `.` (not a plain word). `options` maps each flag to the names its field goes by."""
+    named = []
+    for flag, names in options.items():
+        for name in names:
+            bare = ("_" in name or "." in name) and re.search(
+                rf"(?<![\w.-]){re.escape(name)}(?![\w-])", message
+            )
+            if (f"`{name}`" in message or bare) and flag not in named and flag not in message:
+                named.append(flag)
     return f" (option{'s' if len(named) > 1 else ''}: {', '.join(named)})" if named else ""
+
+
+def _option_names(
+    converters: dict[str, tuple[Knob, Any]], extra: list[inspect.Parameter]
+) -> dict[str, tuple[str, ...]]:
+    """Each option's flag → the names its field goes by (knob name, dotted path, last part; an extra
+    parameter's name)."""
+    options = {
+        _flags(k)[0].split("/")[0]: (k.name, ".".join(k.path), k.path[-1]) for k, _ in converters.values()
+    }
+    for p in extra:
+        decls = [d for d in getattr(p.default, "param_decls", None) or () if d.startswith("--")]
+        if decls:
+            options.setdefault(decls[0].split("/")[0], (p.name,))
+    return options
 
 
 def _yaml_recipe(config_cls: type) -> Recipe:

@@ -88,7 +88,7 @@ class OpenAIJudge:
 
     def __init__(self, config: JudgeConfig, cache_dir: Path):
         if not config.endpoint or not config.model:
-            raise TreasureError("the openai judge needs --judge-endpoint URL and --judge-model NAME")
+            raise TreasureError("the openai judge needs `judge.endpoint` and `judge.model`")
         self.config = config
         self.client = ChatClient(
             ClientConfig(
