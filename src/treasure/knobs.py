@@ -78,6 +78,13 @@ def _default(f: dataclasses.Field) -> Any:
     return ...
 
 
+def nested_config(f: dataclasses.Field, kind: Any) -> bool:
+    """Whether field `f` (of type `kind`, `X | None` unwrapped) is a nested config of ours: a dataclass
+    that is not itself a knob (e.g. a Taxonomy read from a path), nor a foreign library's field."""
+    meta = f.metadata
+    return dataclasses.is_dataclass(kind) and not meta.get(KNOB) and (GROUP in meta or not meta)
+
+
 def default_of(config_cls: type, name: str) -> Any:
     """The default of field `name` (`...` when it has none)."""
     return _default(next(f for f in dataclasses.fields(config_cls) if f.name == name))
@@ -100,8 +107,7 @@ def knobs(
             continue
         default = getattr(base, f.name) if base is not None else _default(f)
         meta = f.metadata
-        # a nested config of ours (not a knob itself, nor a foreign library's field)
-        if dataclasses.is_dataclass(kind) and not meta.get(KNOB) and (GROUP in meta or not meta):
+        if nested_config(f, kind):
             inner = f"{prefix}{meta[GROUP]}_" if meta.get(GROUP) else prefix
             group_path = (*path, f.name) if optional and optional_group is None else optional_group
             nested_base = default if dataclasses.is_dataclass(default) else None
@@ -123,24 +129,22 @@ def knobs(
         )
 
 
-def config_values(config_cls: type, data: Any, where: str) -> dict[str, Any]:
+def config_values(
+    config_cls: type, data: Any, where: str, renamed: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """A YAML mapping of `config_cls` fields (nested configs as mappings) checked and typed: lists become
     tuples, strings become paths where the field says so, `parse` knobs parse their text. An unknown key
-    is an error naming `where` and the key."""
+    is an error naming `where` and the key (with its new name when `renamed` has one)."""
     if not isinstance(data, Mapping):
         raise TreasureError(f"{where}: expected a mapping of {config_cls.__name__} fields, got {data!r}")
-    check_keys(config_cls, data, where)
+    check_keys(config_cls, data, where, renamed)
     hints = typing.get_type_hints(config_cls)
     by_name = {f.name: f for f in dataclasses.fields(config_cls)}
     out = {}
     for key, value in data.items():
         kind, _ = optional_type(hints[key])
         parse = by_name[key].metadata.get(PARSE)
-        if (
-            dataclasses.is_dataclass(kind)
-            and isinstance(value, Mapping)
-            and not by_name[key].metadata.get(KNOB)
-        ):
+        if nested_config(by_name[key], kind) and isinstance(value, Mapping):
             out[key] = config_values(kind, value, f"{where}: {key}")
         elif parse is not None and isinstance(value, str):
             out[key] = parse(value)
@@ -181,7 +185,9 @@ def _typed(kind: Any, value: Any) -> Any:
     return value
 
 
-def load_config_file(config_cls: type, path: str | Path) -> dict[str, Any]:
+def load_config_file(
+    config_cls: type, path: str | Path, renamed: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """`config_values` of a YAML file; a missing or malformed file is one error naming it."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -189,17 +195,18 @@ def load_config_file(config_cls: type, path: str | Path) -> dict[str, Any]:
         raise TreasureError(f"{path}: config file not found") from None
     except yaml.YAMLError as exc:
         raise TreasureError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
-    return config_values(config_cls, data or {}, str(path))
+    return config_values(config_cls, data or {}, str(path), renamed)
 
 
 def build_config(config_cls: type, values: Mapping[str, Any], base: Any = None) -> Any:
     """`config_cls` from field values (nested configs as mappings, e.g. from `load_config_file`); the fields
     not given keep `base`'s values (a nested config's default instance) or the class defaults."""
     hints = typing.get_type_hints(config_cls)
+    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
     out = {}
     for name, value in values.items():
         kind = optional_type(hints[name])[0]
-        if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+        if nested_config(by_name[name], kind) and isinstance(value, Mapping):
             default = getattr(base, name) if base is not None else default_of(config_cls, name)
             value = build_config(kind, value, default if dataclasses.is_dataclass(default) else None)
         out[name] = value

@@ -24,7 +24,6 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-import yaml
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -40,7 +39,7 @@ from trl import SFTConfig, SFTTrainer
 from treasure import io, models
 from treasure.artifacts import ModelDir, TrainDir, TrainReport
 from treasure.errors import TreasureError
-from treasure.knobs import check_keys, knob
+from treasure.knobs import check_keys, knob, load_config_file
 from treasure.taxonomy import Taxonomy
 from treasure.tiny import (
     CHAT_TEMPLATE,
@@ -218,19 +217,11 @@ class TrainConfig(SFTConfig):
 
     @staticmethod
     def recipe(path: str | Path) -> dict[str, Any]:
-        """The field values a recipe YAML (a shipped preset name or a path) sets, keys checked."""
-        if str(path) in PRESETS:
-            text = (CONFIG_DIR / f"{path}.yaml").read_text("utf-8")
-        else:
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise TreasureError(f"{path}: config not found; presets: {', '.join(PRESETS)}") from None
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise TreasureError(f"{path}: a train config must be a mapping of TrainConfig/SFTConfig fields")
-        check_fields(data, str(path))
-        return data
+        """The field values a recipe YAML (a shipped preset name or a path) sets, keys checked and typed."""
+        file = CONFIG_DIR / f"{path}.yaml" if str(path) in PRESETS else Path(path)
+        if not file.is_file():
+            raise TreasureError(f"{path}: config not found; presets: {', '.join(PRESETS)}")
+        return load_config_file(TrainConfig, file, RENAMED)
 
     def summary(self) -> dict[str, Any]:
         """The config as JSON for train.json: every field declared in TrainConfig (treasure's own and the
