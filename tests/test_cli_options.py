@@ -127,6 +127,12 @@ def test_optional_group_is_built_only_when_used(tmp_path: Path) -> None:
         _run(AnnotateFileConfig, ["--llm-model", "m"])
     with pytest.raises(typer.BadParameter, match="expected NAME=VALUE"):
         _run(AnnotateFileConfig, ["--field", "prompt"])
+    recipe = tmp_path / "annotate.yaml"  # the YAML file and the options complete the optional config together
+    recipe.write_text("annotate: {llm: {endpoint: 'http://y/v1'}}\n")
+    config = _run(AnnotateFileConfig, ["-c", str(recipe), "--llm-model", "m"])
+    assert (config.annotate.llm.endpoint, config.annotate.llm.model) == ("http://y/v1", "m")
+    with pytest.raises(typer.BadParameter, match=r"go together \(--llm-endpoint was given\)"):
+        _run(AnnotateFileConfig, ["-c", str(recipe)])
 
 
 def test_parse_knob_and_recipe_defaults(tmp_path: Path) -> None:

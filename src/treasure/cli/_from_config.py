@@ -143,7 +143,7 @@ def command(
             for step in converters[name][0].path[:-1]:
                 node = node.setdefault(step, {})
             node[converters[name][0].path[-1]] = value
-        _check_groups(converters, given)
+        _check_groups(converters, tree)
         try:
             run(build_config(config_cls, tree), **values)
         except TreasureError as error:  # errors name fields: say which options set them
@@ -195,14 +195,21 @@ def _yaml_recipe(config_cls: type) -> Recipe:
     return recipe
 
 
-def _check_groups(converters: dict[str, tuple[Knob, Any]], given: dict[str, Any]) -> None:
-    """An optional config (e.g. `llm`) used at all needs every option it has no default for."""
-    for name in given:
-        group = converters[name][0].optional_group
-        if group is None:
+def _check_groups(converters: dict[str, tuple[Knob, Any]], tree: dict[str, Any]) -> None:
+    """An optional config (e.g. `llm`) set at all, by options or the YAML file, needs every field it has no
+    default for."""
+    groups: dict[tuple[str, ...], list[Knob]] = {}
+    for k, _ in converters.values():
+        if k.optional_group is not None:
+            groups.setdefault(k.optional_group, []).append(k)
+    for group, members in groups.items():
+        values: Any = tree
+        for step in group:
+            values = values.get(step) if isinstance(values, dict) else None
+        if not isinstance(values, dict) or not values:
             continue
-        required = [k for k, _ in converters.values() if k.optional_group == group and k.default is ...]
-        missing = [k for k in required if k.name not in given]
-        if missing:
+        required = [k for k in members if k.default is ...]
+        if any(k.path[-1] not in values for k in required):
             needed = " and ".join(_flags(k)[0] for k in required)
-            raise typer.BadParameter(f"{needed} go together ({_flags(converters[name][0])[0]} was given)")
+            set_by = next((_flags(k)[0] for k in members if k.path[-1] in values), ".".join(group))
+            raise typer.BadParameter(f"{needed} go together ({set_by} was given)")
