@@ -10,7 +10,6 @@ fields carry a `help` of their own): only metadata made by `knob` (it holds the 
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import difflib
 import typing
@@ -178,7 +177,7 @@ def _typed(kind: Any, value: Any) -> Any:
     if origin is tuple and isinstance(value, list):
         element = args[0] if args else Any
         return tuple(_typed(element, v) for v in value)
-    if origin in (dict, Mapping, collections.abc.Mapping) and isinstance(value, Mapping) and len(args) == 2:
+    if origin in (dict, Mapping) and isinstance(value, Mapping) and len(args) == 2:
         return {k: _typed(args[1], v) for k, v in value.items()}
     if kind is Path and isinstance(value, str):
         return Path(value)
