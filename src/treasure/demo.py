@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from collections import Counter
@@ -53,6 +54,10 @@ class DemoRecipe:
     # Response-length bands (words) the English rows are drawn from, equally many from each: gaps between
     # them put the quantile length buckets far apart, which a model with minutes of training can learn.
     response_bands: tuple[tuple[int, int], ...] = ()
+    # Length-contrast rows: this many more rows of the longest band, each also cut after whole sentences into
+    # every shorter band, so one prompt appears with three answer lengths and only the length marker tells
+    # them apart. Natural data hardly has this (a prompt mostly fixes its answer's length).
+    contrast_rows: int = 0
     rows_per_language: int = 0  # rows of each bundled non-English language (0: English only)
     max_multilingual_chars: int = 600  # prompt + response characters of a non-English row
     eval_prompts: int = 100
@@ -73,15 +78,16 @@ RECIPES: dict[str, DemoRecipe] = {
         marker_dropout=0.3,
         max_prompt_words=40,
         max_response_words=110,
-        english_rows=600,
+        english_rows=300,
         response_bands=((1, 25), (35, 60), (75, 110)),
+        contrast_rows=200,
         rows_per_language=15,
         max_multilingual_chars=400,
         eval_prompts=100,
         n_adherence_prompts=20,
         adherence_modes=("controlling",),
-        adherence_languages=("Spanish", "German", "Russian", "Chinese", "Japanese"),
-        max_new_tokens=192,
+        adherence_languages=("Spanish", "German", "Chinese"),
+        max_new_tokens=160,
         batch_size=32,
         showcase_languages=("Spanish",),
     ),
@@ -199,6 +205,9 @@ def select_rows(spec: DemoRecipe, seed: int) -> tuple[datasets.Dataset, int, lis
         band = english.filter(lambda row, lo=low, hi=high: lo <= len(row["response"].split()) <= hi)
         share = (spec.english_rows or len(band)) // len(spec.response_bands)
         parts.append(band.select(range(min(share, len(band)))))
+    if spec.contrast_rows:
+        source = band.select(range(min(share, len(band)), min(share + spec.contrast_rows, len(band))))
+        parts.append(contrast_triplets(source, spec.response_bands[:-1]))
     if not spec.response_bands:
         parts.append(english.select(range(min(spec.english_rows or len(english), len(english)))))
     if spec.rows_per_language:
@@ -213,6 +222,42 @@ def select_rows(spec: DemoRecipe, seed: int) -> tuple[datasets.Dataset, int, lis
             parts.append(rows.select(range(min(spec.rows_per_language, len(rows)))))
     ds = datasets.concatenate_datasets(parts).shuffle(seed=seed)
     return ds, total, rejected
+
+
+SENTENCE_END = re.compile(r"[.!?]$")
+LIST_LABEL = re.compile(r"(^|\s)(\d+|[A-Za-z])[.)]$")  # "1." or "a)": spaCy makes them sentences
+
+
+def contrast_triplets(rows: datasets.Dataset, bands: tuple[tuple[int, int], ...]) -> datasets.Dataset:
+    """Each row, plus one copy per band cut after whole sentences (spaCy sentencizer) to a word count in
+    that band; ids of copies get `#cut<band>`. A row is kept only when every band has a clean cut: one
+    that ends a sentence, and not on a list label or a colon."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    kept: list[dict[str, Any]] = []
+    for row in rows:
+        sentences = [s.text_with_ws for s in nlp(row["response"]).sents]
+        copies = []
+        for index, (low, high) in enumerate(bands):
+            prefixes = ("".join(sentences[:end]).strip() for end in range(1, len(sentences)))
+            cut = next(
+                (
+                    text
+                    for text in prefixes
+                    if low <= len(text.split()) <= high
+                    and SENTENCE_END.search(text)
+                    and not LIST_LABEL.search(text)
+                ),
+                None,
+            )
+            if cut is None:
+                break
+            copies.append({**row, "id": f"{row['id']}#cut{index}", "response": cut})
+        if len(copies) == len(bands):
+            kept += [row, *copies]
+    return datasets.Dataset.from_list(kept, features=rows.features)
 
 
 def data_summary(console: Console, out: Path, config: DemoConfig) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from trl import SFTConfig, SFTTrainer
 
 from treasure import io, models
 from treasure.artifacts import ModelDir, TrainDir, TrainReport
+from treasure.decision_loss import DecisionTokens, weighted_loss
 from treasure.errors import TreasureError
 from treasure.knobs import check_keys, knob, load_config_file
 from treasure.taxonomy import Taxonomy
@@ -124,6 +125,14 @@ class TrainConfig(SFTConfig):
         default="truncate",
         metadata=knob("Rows longer than --max-length: truncate (TRL keeps their start) or drop."),
     )
+    decision_weight: float = field(
+        default=1.0,
+        metadata=knob(
+            "Loss weight of the answer's stop/continue decisions (the token after each sentence or line "
+            "end, and the end of turn) relative to other tokens; above 1, length markers are learned in "
+            "fewer steps (1: plain SFT loss)."
+        ),
+    )
     lora: bool = field(default=False, metadata=knob("Train LoRA adapters (PEFT) instead of all weights."))
     lora_r: int = field(default=16, metadata=knob("LoRA rank."))
     lora_alpha: int = field(default=32, metadata=knob("LoRA alpha (scale = alpha / r)."))
@@ -182,6 +191,7 @@ class TrainConfig(SFTConfig):
                 ("marker_tokens", self.marker_tokens in MARKER_TOKENS, ", ".join(MARKER_TOKENS)),
                 ("merge", not self.merge or self.lora, "false without lora (it merges LoRA adapters)"),
                 ("max_length", isinstance(self.max_length, int) and self.max_length >= 1, "at least 1"),
+                ("decision_weight", self.decision_weight > 0, "above 0"),
                 ("lora_r", self.lora_r >= 1, "at least 1"),
                 ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
                 ("max_train_rows", self.max_train_rows is None or self.max_train_rows >= 1, "at least 1"),
@@ -477,7 +487,8 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     has_eval = len(val_rows) > 0
     if has_eval != (len(val_raw) > 0):
         args = training_args(config, work / CHECKPOINTS, has_eval)
-    trainer = SFTTrainer(
+    trainer_class = SFTTrainer if config.decision_weight == 1 else DecisionWeightedTrainer
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=train_rows,
@@ -495,6 +506,23 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
         "long_rows": {"policy": config.long_rows, "max_length": config.max_length, "over": over},
     }
     return trainer, meta
+
+
+class DecisionWeightedTrainer(SFTTrainer):
+    """`SFTTrainer` whose loss weighs the answer's stop/continue decisions by `args.decision_weight`
+    (`treasure.decision_loss`); train and eval losses are that weighted mean."""
+
+    loss_is_scaled_for_ga = False  # a mean per batch: the Trainer divides by the accumulation steps
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.decision_tokens = DecisionTokens.for_tokenizer(self.processing_class)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+        weight = self.args.decision_weight
+        loss = weighted_loss(outputs.logits, inputs["labels"], self.decision_tokens, weight)
+        return (loss, outputs) if return_outputs else loss
 
 
 def train(config: TrainConfig) -> ModelDir:
