@@ -6,6 +6,8 @@ lr 1e-3, fp32, no gradient checkpointing, per-batch padding, the same steps. The
 the way a TRL user would write it (`SFTConfig` + `LoraConfig` + `SFTTrainer`), without treasure. Runs
 alternate (treasure, plain, treasure, plain …) so background load hits both sides alike; trained tokens/s
 are non-padding tokens seen / wall time of `trainer.train()` (treasure: its own `train.json`).
+The comparison runs treasure with the plain loss (`decision_weight: 1`), as the plain run has; a third run
+each round uses the recipe's decision weight, to show what the weighted loss costs.
 
 Writes bench/results/train_lora.json.
 Run: `.venv/bin/python bench/bench_train_lora.py [--steps 8] [--rounds 2]`.
@@ -120,15 +122,26 @@ def main() -> None:
         train_dir = marked_rows(work, opts.rows)
         recipe = dict(max_steps=opts.steps, save_steps=0, max_eval_rows=0, logging_steps=4, model=str(base))
         recipe["disable_tqdm"] = True
-        treasure_runs, plain_runs = [], []
+        treasure_runs, plain_runs, weighted_runs = [], [], []
+        weight = TrainConfig.recipe(SPEC.train_recipe).get("decision_weight", 1.0)
         for round_ in range(opts.rounds):
             config = TrainConfig.from_file(
-                SPEC.train_recipe, train_dir=train_dir.path, output_dir=work / f"model-{round_}", **recipe
+                SPEC.train_recipe,
+                train_dir=train_dir.path,
+                output_dir=work / f"model-{round_}",
+                **recipe,
+                decision_weight=1.0,
             )
             treasure_runs.append(train(config).train_report.train_tokens_per_s)
             plain_runs.append(round(plain_peft_trl(train_dir, base, config, work / "plain-ckpt"), 1))
+            weighted = TrainConfig.from_file(
+                SPEC.train_recipe, train_dir=train_dir.path, output_dir=work / f"weighted-{round_}", **recipe
+            )
+            weighted_runs.append(train(weighted).train_report.train_tokens_per_s)
             print(
-                f"round {round_}: treasure {treasure_runs[-1]} tokens/s, plain {plain_runs[-1]}", flush=True
+                f"round {round_}: treasure {treasure_runs[-1]} tokens/s, plain {plain_runs[-1]}, "
+                f"treasure with decision_weight {weight} {weighted_runs[-1]}",
+                flush=True,
             )
     result = {
         "tokens_per_s": {
@@ -136,6 +149,10 @@ def main() -> None:
             "plain_peft_trl": plain_runs,
             "median_ratio": round(statistics.median(treasure_runs) / statistics.median(plain_runs), 3),
             "target_ratio": 0.9,
+            f"treasure_decision_weight_{weight:g}": weighted_runs,
+            "weighted_vs_plain_loss_ratio": round(
+                statistics.median(weighted_runs) / statistics.median(treasure_runs), 3
+            ),
         },
         "setup": {
             "model": SPEC.model,

@@ -13,17 +13,45 @@ from treasure.demo import RECIPES, DemoConfig, run_stage, select_rows
 from treasure.errors import TreasureError
 
 
+def band_of(words: int, bands: tuple[tuple[int, int], ...]) -> int:
+    return next(i for i, (lo, hi) in enumerate(bands) if lo <= words <= hi)
+
+
 def test_smollm2_recipe_rows_are_banded_multilingual_and_seeded() -> None:
     spec = RECIPES["smollm2"]
     ds, total, _ = select_rows(spec, seed=0)
     again, _, _ = select_rows(spec, seed=0)
     assert ds["id"] == again["id"] and total > len(ds)
     english = [r for r in ds if r["language"] is None]
-    words = [len(r["response"].split()) for r in english]
-    bands = Counter(next(i for i, (lo, hi) in enumerate(spec.response_bands) if lo <= w <= hi) for w in words)
+    stems = {r["id"].split("#")[0] for r in english if "#cut" in r["id"]}
+    plain = [r for r in english if r["id"].split("#")[0] not in stems]
+    bands = Counter(band_of(len(r["response"].split()), spec.response_bands) for r in plain)
     assert set(bands.values()) == {spec.english_rows // len(spec.response_bands)}
     languages = Counter(r["language"] for r in ds if r["language"] is not None)
     assert len(languages) == 7 and set(languages.values()) == {spec.rows_per_language}
+
+
+def test_contrast_triplets_are_one_prompt_cut_after_whole_sentences_into_each_band() -> None:
+    """One prompt at three lengths, one per band; the shorter answers are the long one's first sentences."""
+    spec = RECIPES["smollm2"]
+    ds, _, _ = select_rows(spec, seed=0)
+    groups: dict[str, dict[str, dict]] = {}
+    for row in ds:
+        if row["language"] is None:
+            stem, _, cut = row["id"].partition("#")
+            groups.setdefault(stem, {})[cut] = row
+    triplets = [g for g in groups.values() if len(g) > 1]
+    assert 100 <= len(triplets) <= spec.contrast_rows
+    for group in triplets:
+        assert set(group) == {"", "cut0", "cut1"}
+        assert len({row["prompt"] for row in group.values()}) == 1
+        full = group[""]["response"]
+        for band, key in enumerate(("cut0", "cut1", "")):
+            answer = group[key]["response"]
+            assert band_of(len(answer.split()), spec.response_bands) == band
+            if key:
+                assert full.startswith(answer) and answer[-1] in ".!?", answer
+                assert not answer.split()[-1][:-1].isdigit(), "a cut never ends on a list label"
 
 
 def test_a_stage_done_under_another_recipe_is_redone(tmp_path: Path) -> None:
