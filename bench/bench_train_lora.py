@@ -85,7 +85,7 @@ def plain_peft_trl(train_dir: TrainDir, model_dir: Path, config: TrainConfig, ou
         max_length=config.max_length,
         bf16=False,
         activation_checkpointing=False,
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy=config.train_sampling_strategy,
         save_strategy="no",
         report_to="none",
         logging_steps=config.logging_steps,

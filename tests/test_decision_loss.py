@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from test_train import quick
 from treasure import template
 from treasure.decision_loss import SENTENCE_ENDS, DecisionTokens, decision_mask, weighted_loss
 from treasure.errors import TreasureError
 from treasure.train import DecisionWeightedTrainer, TrainConfig, make_trainer, train
-
-from test_train import quick
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +22,10 @@ def weighted_trainer(tiny_train_dir: Path, tmp_path_factory: pytest.TempPathFact
     trainer, _ = make_trainer(quick(tiny_train_dir, tmp_path_factory.mktemp("w"), decision_weight=4.0))
     trainer.train()
     return trainer
+
+
+def ends_sentence(text: str) -> bool:
+    return text.rstrip(" ").endswith(SENTENCE_ENDS)
 
 
 def test_decisions_are_the_ends_of_sentences_and_lines_after_the_block(weighted_trainer) -> None:
@@ -43,7 +46,7 @@ def test_decisions_are_the_ends_of_sentences_and_lines_after_the_block(weighted_
             j >= answer_start
             and labels[j] != -100
             and ids[j - 1] != tok.eos_token_id
-            and (labels[j] == tok.eos_token_id or tok.decode([ids[j - 1]]).rstrip(" ").endswith(SENTENCE_ENDS))
+            and (labels[j] == tok.eos_token_id or ends_sentence(tok.decode([ids[j - 1]])))
             for j in range(len(ids))
         ]
         assert mask == expected, tok.decode(ids)
