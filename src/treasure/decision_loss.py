@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from treasure import template
+from treasure.errors import TreasureError
 
 IGNORE = -100  # label of a position outside the loss (the prompt, padding)
 SENTENCE_ENDS = (".", "!", "?", "\n")
@@ -25,21 +26,24 @@ SENTENCE_ENDS = (".", "!", "?", "\n")
 class DecisionTokens:
     """The token ids `decision_mask` needs, read once from a tokenizer."""
 
-    boundary: torch.Tensor  # bool over the vocabulary: the token's text ends a sentence or a line
+    # bool over the vocabulary: the token's text ends a sentence or a line (never the end of turn: the answer
+    # is over after it, so what follows decides nothing)
+    boundary: torch.Tensor
     close: tuple[int, ...]  # ids of the template's closing line (tag and newline; the answer follows)
     end_of_turn: int
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Any) -> DecisionTokens:
+        if tokenizer.eos_token_id is None:
+            raise TreasureError("decision weighting needs a tokenizer with an end-of-turn (eos) token")
         vocab = len(tokenizer)
         texts = tokenizer.convert_ids_to_tokens(list(range(vocab)))
         boundary = torch.zeros(vocab, dtype=torch.bool)
         for token_id, text in enumerate(texts):
             decoded = tokenizer.convert_tokens_to_string([text]) if text is not None else ""
             boundary[token_id] = decoded.rstrip(" ").endswith(SENTENCE_ENDS)
+        boundary[tokenizer.eos_token_id] = False
         close = tuple(tokenizer(template.CLOSE + "\n", add_special_tokens=False)["input_ids"])
-        if tokenizer.eos_token_id is None:
-            raise ValueError("decision weighting needs a tokenizer with an end-of-turn (eos) token")
         return cls(boundary=boundary, close=close, end_of_turn=tokenizer.eos_token_id)
 
 
@@ -54,9 +58,7 @@ def decision_mask(labels: torch.Tensor, tokens: DecisionTokens) -> torch.Tensor:
     ids = labels.clamp(min=0)
     previous = torch.zeros_like(labelled)
     previous[:, 1:] = tokens.boundary.to(labels.device)[ids[:, :-1]] & labelled[:, :-1]
-    after_eot = torch.zeros_like(labelled)
-    after_eot[:, 1:] = (labels[:, :-1] == tokens.end_of_turn) & labelled[:, :-1]
-    mask = labelled & ((previous & ~after_eot) | (labels == tokens.end_of_turn))
+    mask = labelled & (previous | (labels == tokens.end_of_turn))
     return mask & _after_block(labels, tokens.close)
 
 

@@ -201,13 +201,13 @@ def select_rows(spec: DemoRecipe, seed: int) -> tuple[datasets.Dataset, int, lis
     )
     english = english.shuffle(seed=seed)
     parts = []
-    for low, high in spec.response_bands:
+    for index, (low, high) in enumerate(spec.response_bands):
         band = english.filter(lambda row, lo=low, hi=high: lo <= len(row["response"].split()) <= hi)
-        share = (spec.english_rows or len(band)) // len(spec.response_bands)
-        parts.append(band.select(range(min(share, len(band)))))
-    if spec.contrast_rows:
-        source = band.select(range(min(share, len(band)), min(share + spec.contrast_rows, len(band))))
-        parts.append(contrast_triplets(source, spec.response_bands[:-1]))
+        share = min((spec.english_rows or len(band)) // len(spec.response_bands), len(band))
+        parts.append(band.select(range(share)))
+        if spec.contrast_rows and index == len(spec.response_bands) - 1:  # the longest band, rows not taken
+            source = band.select(range(share, min(share + spec.contrast_rows, len(band))))
+            parts.append(contrast_triplets(source, spec.response_bands[:-1]))
     if not spec.response_bands:
         parts.append(english.select(range(min(spec.english_rows or len(english), len(english)))))
     if spec.rows_per_language:
