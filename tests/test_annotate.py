@@ -31,7 +31,7 @@ FAST = ("language", "rules")
 
 def test_lengths_count_words_sentences_paragraphs():
     [row] = annotate_texts(["q"], ["Hello there, friend. How are you?  Fine!\n\nA new paragraph here."], FAST)
-    assert row["length_tokens"] == 11  # punctuation is not a word
+    assert row["length_tokens"] == 16  # 11 words + 5 punctuation tokens, as the paper counts
     assert row["length_sentences"] == 4
     assert row["length_paragraphs"] == 2
     assert row["length_bucket"] == "concise"

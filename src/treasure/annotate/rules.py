@@ -92,15 +92,16 @@ class LengthCounter:
         return nlp
 
     def count(self, text: str, language: str | None) -> tuple[int, int]:
-        """(words, sentences): tokens that are neither space nor punctuation; non-empty sentences."""
+        """(tokens, sentences): spaCy tokens that are not space, punctuation included (as the paper counts
+        `length_tokens`, so N such tokens are fewer than N words); non-empty sentences."""
         if not text.strip():
             return 0, 0
         doc = self.pipe(language)(text)
         flags = doc.to_array([IS_SPACE, IS_PUNCT, SENT_START]).astype(np.int64)
-        words = int(((flags[:, 0] == 0) & (flags[:, 1] == 0)).sum())
+        tokens = int((flags[:, 0] == 0).sum())
         sentence_ids = np.cumsum(flags[:, 2] == 1)
         sentences = len(np.unique(sentence_ids[flags[:, 0] == 0]))
-        return words, sentences
+        return tokens, sentences
 
 
 def paragraphs(text: str) -> int:
@@ -201,7 +202,7 @@ class RulesAnnotator:
     def __init__(self, taxonomy: Taxonomy, config: RulesConfig | None = None):
         self.config = config or RulesConfig()
         self.taxonomy = taxonomy
-        self.version = f"rules-1/spacy-{version('spacy')}/magika-{version('magika')}"
+        self.version = f"rules-2/spacy-{version('spacy')}/magika-{version('magika')}"
         self.lengths = LengthCounter()
         code_values = taxonomy["code_type"].values if "code_type" in taxonomy else ()
         self.code = CodeTypeGuesser(code_values, self.config)
@@ -212,8 +213,8 @@ class RulesAnnotator:
         languages = batch.get("language") or [None] * batch_size(batch)
         for text, language in zip(batch["response"], languages, strict=True):
             text = text_of(text)
-            words, sentences = self.lengths.count(text, language)
-            out["length_tokens"].append(words)
+            tokens, sentences = self.lengths.count(text, language)
+            out["length_tokens"].append(tokens)
             out["length_sentences"].append(sentences)
             out["length_paragraphs"].append(paragraphs(text))
             out["code_type"].append(self.code(text) if self.code.values else None)
