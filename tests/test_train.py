@@ -337,3 +337,18 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_train_dir: Path, tmp_path
     report_a, report_b = (json.loads((d / "train.json").read_text()) for d in (straight, resumed))
     for key in ("steps", "losses", "n_train_rows", "data_sha256", "train_tokens"):
         assert report_a[key] == report_b[key], key
+
+
+def test_the_terminal_is_quiet_unless_verbose(tiny_train_dir: Path, tmp_path: Path) -> None:
+    """`treasure train` prints no third-party progress bars or warnings, only treasure's own lines.
+
+    With `--verbose` the same run prints tqdm bars ("Writing model shards … it/s]") and the Trainer's log
+    dicts ('train_runtime'); checked by hand, not here, to keep one subprocess run.
+    """
+    command = [str(Path(sys.executable).parent / "treasure"), "train", str(tiny_train_dir)]
+    command += ["-o", str(tmp_path / "m"), "--config", "tiny_test", "--max-steps", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    log = done.stdout + done.stderr
+    noise = ("Tokenizing train dataset", "Map", "it/s]", "Warning", "'train_runtime'", "shards")
+    assert not [word for word in noise if word in log], log
+    assert "train" in log and "2/2" in log  # treasure's own progress line

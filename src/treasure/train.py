@@ -24,10 +24,12 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
+    ProgressCallback,
     TrainerCallback,
     TrainerControl,
     TrainerState,
@@ -36,7 +38,7 @@ from transformers import (
 from transformers.trainer import TRAINER_STATE_NAME
 from trl import SFTConfig, SFTTrainer
 
-from treasure import io, models
+from treasure import io, models, quiet
 from treasure.artifacts import ModelDir, TrainDir, TrainReport
 from treasure.decision_loss import DecisionTokens, weighted_loss
 from treasure.errors import TreasureError
@@ -285,6 +287,45 @@ class ThroughputCallback(TrainerCallback):
         self.last = (now, seen)
 
 
+class TrainProgress(TrainerCallback):
+    """One rich progress line for a training run (steps, last loss, tokens/s, time left), on rank 0."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
+        if not state.is_world_process_zero:
+            return
+        self.progress = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]} · {task.fields[rate]} tokens/s"),
+            TimeRemainingColumn(),
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps, loss="-", rate="-")
+        self.progress.update(self.task, completed=state.global_step)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kw):
+        if self.progress is None or not logs:
+            return
+        if "loss" in logs:
+            self.progress.update(self.task, loss=f"{logs['loss']:.3f}")
+        if "tokens_per_s" in logs:
+            self.progress.update(self.task, rate=f"{logs['tokens_per_s']:.0f}")
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
 class InterruptCallback(TrainerCallback):
     """On Ctrl-C (SIGINT) finish the current step, save a checkpoint and stop; a second Ctrl-C kills."""
 
@@ -498,6 +539,9 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     )
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
     trainer.add_callback(InterruptCallback())
+    if quiet.is_quiet():  # one rich line instead of tqdm and printed log dicts
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(TrainProgress())
     meta = {
         "train_dir": train_data,
         "out": out,

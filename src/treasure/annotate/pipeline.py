@@ -106,6 +106,7 @@ def run_local(
         _prepare_work_dir(work_dir, ds, config, resume)
     tables: list[pa.Table] = []
     done_rows, began = 0, time.perf_counter()
+    bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     with _progress(config.progress) as progress:
         task = progress.add_task("annotate", total=len(ds), rate="-")
@@ -124,7 +125,8 @@ def run_local(
             done_rows += table.num_rows
             rate = done_rows / max(time.perf_counter() - began, 1e-9)
             progress.update(task, completed=done_rows, rate=f"{rate:,.0f}")
-    datasets.enable_progress_bars()
+    if bars_were_on:  # a quiet CLI keeps them off
+        datasets.enable_progress_bars()
     if not tables:
         return ds
     return datasets.Dataset(pa.concat_tables([t.cast(tables[0].schema) for t in tables]))

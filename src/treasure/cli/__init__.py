@@ -28,7 +28,14 @@ STATE = {"verbose": False}
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors.")) -> None:
+def _root(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Show tracebacks on errors, and third-party progress bars and warnings.",
+    ),
+) -> None:
     STATE["verbose"] = verbose
 
 
@@ -46,6 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     _register_commands()
     args = sys.argv[1:] if argv is None else argv
     STATE["verbose"] = "--verbose" in args or "-v" in args
+    if not STATE["verbose"]:
+        from treasure.quiet import quiet
+
+        quiet()
     try:
         code = app(args=args, standalone_mode=False)
     except (click.exceptions.ClickException, typer.TyperException) as exc:  # typer vendors its own click
