@@ -1,9 +1,11 @@
-"""Benchmark generation: latency and tokens/s per mode, time to first answer token, detector accuracy.
+"""Benchmark generation: latency and tokens/s per mode, time to first answer token, marker guidance
+(G = 2) against none side by side, detector accuracy.
 
-    .venv/bin/python bench/bench_generate.py [--model DIR] [--baseline DIR] [--n 8]
+    .venv/bin/python bench/bench_generate.py [--model DIR] [--baseline DIR] [--n 8] [--out FILE]
 
 Model dirs default to the ones `make demo` writes (runs/demo/model-marked, runs/demo/model-baseline);
-without them only the detector section runs. Writes bench/results/generate.json.
+without them only the detector section runs. Writes bench/results/generate.json (or --out: a quick try,
+e.g. `--n 2 --max-new-tokens 32 --out /tmp/generate.json`, leaves the recorded results alone).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,37 @@ def first_answer_token(generator: Generator, prompts: list[str], mode: str, mark
     }
 
 
+def guidance_section(generator: Generator, prompts: list[str], markers: Any,
+                     config: GenerationConfig, scale: float = 2.0) -> dict[str, Any]:  # fmt: skip
+    """Controlling without guidance and with marker guidance G = `scale`, side by side: each prompt runs
+    both ways in turn (so load on the machine hits both alike), batch 1 per request."""
+    runs = {
+        "unguided (G=1)": replace(config, guidance=1.0),
+        f"guided (G={scale:g})": replace(config, guidance=scale),
+    }
+    seconds = {name: 0.0 for name in runs}
+    tokens = {name: 0 for name in runs}
+    for prompt in prompts:
+        for name, run in runs.items():
+            start = time.perf_counter()
+            result = generator.generate([prompt], "controlling", markers, False, run)[0]
+            seconds[name] += time.perf_counter() - start
+            tokens[name] += result.n_tokens
+    out: dict[str, Any] = {
+        name: {
+            "requests": len(prompts),
+            "completion_tokens_mean": round(tokens[name] / len(prompts), 1),
+            "latency_s_mean": round(seconds[name] / len(prompts), 4),
+            "tokens_per_s": round(tokens[name] / seconds[name], 1),
+        }
+        for name in runs
+    }
+    plain, guided = (out[name]["tokens_per_s"] for name in runs)
+    out["markers"] = markers
+    out["guided_over_unguided_tokens_per_s"] = round(guided / plain, 3)
+    return out
+
+
 def model_section(model: Path, baseline: Path | None, n: int, max_new_tokens: int) -> dict[str, Any]:
     prompts = [row["turns"][0] for row in read_rows(PROMPTS)[:n]]
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0, seed=0, batch_size=1)
@@ -108,6 +142,7 @@ def model_section(model: Path, baseline: Path | None, n: int, max_new_tokens: in
         ttft["without_template (baseline)"] = first_answer_token(
             base, prompts, "conditioning", None, False, config
         )
+    guidance = guidance_section(marked, prompts, medium, config)
     batch = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0, seed=0, batch_size=len(prompts))
     start = time.perf_counter()
     results = marked.generate(prompts, config=batch)
@@ -125,6 +160,7 @@ def model_section(model: Path, baseline: Path | None, n: int, max_new_tokens: in
         "decoding": "greedy, batch 1 per request",
         "per_request": latency,
         "time_to_first_answer_token": ttft,
+        "guidance": guidance,
         "batched_conditioning": batched,
     }
 
@@ -135,6 +171,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=ROOT / "runs/demo/model-baseline")
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--out", type=Path, default=OUT, help="where the JSON goes (default: %(default)s)")
     args = parser.parse_args()
     result: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU; "
@@ -146,10 +183,10 @@ def main() -> None:
         result["generation"] = model_section(args.model, baseline, args.n, args.max_new_tokens)
     else:
         result["generation"] = f"skipped: no model dir at {args.model} (run `make demo`)"
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps(result.get("generation"), indent=2)[:3000])
-    print(f"wrote {OUT}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

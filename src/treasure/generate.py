@@ -7,6 +7,8 @@
 - fixed: `instructions.detect` turns constraints stated in plain words into markers and removes the
   sentence that stated them; then as controlling.
 
+In controlling and fixed modes, `GenerationConfig.guidance` G != 1 guides the answer by the given markers
+(`treasure.guidance`), and `length_budget` holds the answer to a given `length_tokens` (`treasure.budget`).
 The answer never contains the template; the markers the model wrote are parsed separately.
 """
 
@@ -18,9 +20,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from treasure import instructions, models, template
+from treasure import budget, guidance, instructions, models, template
 from treasure.artifacts import TAXONOMY, ModelDir
-from treasure.backends import Backend, Completion, GenerationConfig, Stop, load_backend
+from treasure.backends import (
+    Backend,
+    Completion,
+    GenerationConfig,
+    Steering,
+    Stop,
+    load_backend,
+    refuse_guidance,
+)
 from treasure.errors import DataError, MarkerError, TreasureError
 from treasure.io import iter_records
 from treasure.knobs import knob
@@ -53,11 +63,19 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in MODES:
             raise TreasureError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.backend == "vllm":  # refused before an engine is loaded for nothing
+            refuse_guidance(self.generation, "vLLM")
 
 
 @dataclass
 class Prepared:
-    """Everything fed to the model for one prompt: `text` is the exact input string."""
+    """Everything fed to the model for one prompt: `text` is the exact input string (chat + `prefill`).
+
+    `negative_prompt` is the chat of marker guidance's negative branch: the same turns, the user turn
+    without the given markers' block, and no prefill (the chat itself when no marker is given).
+    `word_budget` is the `length_tokens` given, or detected in fixed mode (even where the model gets a
+    `length_bucket` instead): the answer's word limit when `GenerationConfig.length_budget` is on.
+    """
 
     prompt: str
     model_prompt: str
@@ -66,6 +84,8 @@ class Prepared:
     prefill: str
     text: str
     mode: str
+    negative_prompt: str = ""
+    word_budget: int | None = None
 
 
 @dataclass
@@ -191,11 +211,13 @@ class Generator:
             raise TreasureError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
         given = dict(markers or {})
         model_prompt = prompt
+        detected_limit = None
         if mode == "conditioning" and given:
             raise MarkerError("conditioning mode takes no markers; use mode 'controlling' to set markers")
         if mode == "fixed":
             detection = instructions.detect(prompt, taxonomy=self.taxonomy)
             detected = detection.markers
+            detected_limit = budget.word_limit(detected)  # kept even where the model gets a bucket instead
             if self.trained_markers is not None:
                 detected = instructions.fit_to_trained(detected, self.trained_markers, self.taxonomy)
             given = {**detected, **given}
@@ -214,21 +236,79 @@ class Generator:
         messages = [
             {"role": turn["role"], "content": self._user_text(turn["content"])} for turn in history or []
         ]
-        messages.append({"role": "user", "content": user_turn})
-        chat = self.backend.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
+        chat = self._chat([*messages, {"role": "user", "content": user_turn}])
+        negative = chat
+        if given:  # guidance's negative branch: the same chat without the given markers
+            negative = self._chat([*messages, {"role": "user", "content": self._user_text(model_prompt)}])
+        limit = budget.word_limit(given)
+        return Prepared(
+            prompt,
+            model_prompt,
+            user_turn,
+            given,
+            prefill,
+            chat + prefill,
+            mode,
+            negative,
+            detected_limit if limit is None else limit,
         )
-        return Prepared(prompt, model_prompt, user_turn, given, prefill, chat + prefill, mode)
+
+    def _chat(self, messages: list[dict[str, str]]) -> str:
+        tokenizer = self.backend.tokenizer
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def _user_text(self, text: str) -> str:
         """Text a user wrote, made inert: marker tags escaped, chat special tokens kept as plain text."""
         return self.defuser.defuse(template.escape(text))
 
-    def finish(self, prepared: Prepared, completion: Completion) -> Generation:
-        """Parse a completion into a `Generation` (answer, markers written or given, block errors)."""
+    def branches(self, prepared: Prepared, written: str = "") -> tuple[str, str]:
+        """Marker guidance's (positive, negative) model inputs once the completion has `written` text
+        (`guidance.branch_texts`)."""
+        return guidance.branch_texts(
+            prepared.text, prepared.prefill, prepared.negative_prompt, written, prepared.given_markers
+        )
+
+    def steering(self, prepared: Prepared, config: GenerationConfig) -> Steering | None:
+        """What the backend needs beyond the text for `config`'s guidance and word budget (None: nothing)."""
+        guided = config.guided and bool(prepared.given_markers)
+        limit = word_limit(prepared, config)
+        if not guided and limit is None:
+            return None
+        return Steering(
+            prefill=prepared.prefill,
+            negative_prompt=prepared.negative_prompt if guided else None,
+            given=frozenset(prepared.given_markers) if guided else frozenset(),
+            word_limit=limit,
+        )
+
+    def check(self, config: GenerationConfig) -> None:
+        """Refuse, with a `TreasureError`, options the backend cannot honour (guidance on vLLM, upstream)."""
+        check = getattr(self.backend, "check", None)
+        if check is not None:
+            check(config)
+
+    def complete(
+        self, prepared: Sequence[Prepared], config: GenerationConfig, stop: Stop | None = None
+    ) -> list[Completion]:
+        """The backend's completions of prepared prompts (one batch), steered where `config` asks for it."""
+        self.check(config)
+        texts = [p.text for p in prepared]
+        steering = [self.steering(p, config) for p in prepared]
+        if all(s is None for s in steering) or not getattr(self.backend, "steers", False):
+            return self.backend.complete(texts, config, stop)  # a budget is still kept by `finish`
+        return self.backend.complete(texts, config, stop, steering)  # type: ignore[call-arg]
+
+    def finish(
+        self, prepared: Prepared, completion: Completion, config: GenerationConfig | None = None
+    ) -> Generation:
+        """Parse a completion into a `Generation` (answer, markers written or given, block errors); with
+        `config.length_budget`, the answer is trimmed to the given `length_tokens` (`budget`)."""
         raw = prepared.prefill + completion.text
         parsed = template.parse(raw, self.taxonomy)
         response, stray = template.strip_blocks(parsed.response)
+        limit = word_limit(prepared, config)
+        if limit is not None:
+            response = budget.trim_to_budget(response, limit)
         markers = {**prepared.given_markers, **parsed.markers}
         problems = [parsed.error] if parsed.error else []
         if self.marked and not parsed.has_block:
@@ -260,16 +340,15 @@ class Generator:
     ) -> list[Generation]:
         """Generate for every prompt; `markers` is one dict for all prompts or one per prompt."""
         config = config or GenerationConfig()
+        self.check(config)
         per_prompt = _per_prompt_markers(markers, len(prompts))
         prepared = [self.prepare(p, mode, m, strict) for p, m in zip(prompts, per_prompt, strict=True)]
         results: list[Generation] = []
         size = max(1, config.batch_size)
         for index, start in enumerate(range(0, len(prepared), size)):
             chunk = prepared[start : start + size]
-            completions = self.backend.complete(
-                [p.text for p in chunk], replace(config, seed=config.seed + index)
-            )
-            results.extend(self.finish(p, c) for p, c in zip(chunk, completions, strict=True))
+            completions = self.complete(chunk, replace(config, seed=config.seed + index))
+            results.extend(self.finish(p, c, config) for p, c in zip(chunk, completions, strict=True))
             if progress is not None:
                 progress(len(chunk))
         return results
@@ -291,25 +370,43 @@ class Generator:
     def stream_prepared(
         self, prepared: Prepared, config: GenerationConfig | None = None, stop: Stop | None = None
     ) -> Iterator[str | Generation]:
-        """`stream` for a prompt already made by `prepare`."""
+        """`stream` for a prompt already made by `prepare`. Options the backend cannot honour are refused
+        (`check`) when the iteration starts; call `check` first to refuse them before."""
         config = config or GenerationConfig()
+        self.check(config)
+        steering = self.steering(prepared, config)
+        limit = word_limit(prepared, config)
         answer = AnswerFilter()
         answer.feed(prepared.prefill)
+        within = budget.BudgetFilter(limit) if limit is not None else None
+        if steering is not None and getattr(self.backend, "steers", False):
+            stream = self.backend.stream(prepared.text, config, stop, steering)  # type: ignore[call-arg]
+        else:
+            stream = self.backend.stream(prepared.text, config, stop)
         pieces: list[str] = []
-        for piece in self.backend.stream(prepared.text, config, stop):
+        for piece in stream:
             pieces.append(piece)
             released = answer.feed(piece)
+            if within is not None:
+                released = within.feed(released)
             if released:
                 yield released
         rest = answer.finish()
+        if within is not None:
+            rest = within.feed(rest) + within.finish()
         if rest:
             yield rest
         text = "".join(pieces)
         n_tokens = self.backend.count_tokens(text)
         stopped = stop is not None and stop.requested()  # cut short by a deadline or a cancel
         yield self.finish(
-            prepared, Completion(text, n_tokens, n_tokens < config.max_new_tokens and not stopped)
+            prepared, Completion(text, n_tokens, n_tokens < config.max_new_tokens and not stopped), config
         )
+
+
+def word_limit(prepared: Prepared, config: GenerationConfig | None) -> int | None:
+    """The answer's word limit: `prepared.word_budget` when `config.length_budget` is on, else None."""
+    return prepared.word_budget if config is not None and config.length_budget else None
 
 
 def _per_prompt_markers(markers: Any, n: int) -> list[Mapping[str, Any] | None]:

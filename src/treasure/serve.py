@@ -1,7 +1,8 @@
 """OpenAI-compatible HTTP API over a `Generator` (FastAPI app factory + uvicorn runner).
 
-Endpoints: `POST /v1/chat/completions` (with the `markers`, `treasure_mode` and `treasure_strict`
-extension fields; the answer is in `message.content`, the markers in a `treasure` object),
+Endpoints: `POST /v1/chat/completions` (with the `markers`, `treasure_mode`, `treasure_strict`, `guidance`
+and `length_budget` extension fields; the answer is in `message.content`, the markers in a `treasure`
+object),
 `GET /v1/models`, `GET /health`. Streaming (SSE) sends answer text only: the template block is held
 back until it is closed. Bad requests get a 4xx with an OpenAI-style error body, never a 5xx.
 
@@ -49,7 +50,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 
-from treasure.backends import Stop
+from treasure.backends import MAX_GUIDANCE, Stop, refuse_guidance
 from treasure.backends.upstream import UpstreamError
 from treasure.errors import MarkerError, TreasureError
 from treasure.generate import Generation, GenerationConfig, Generator
@@ -129,6 +130,8 @@ class ServeConfig:
         ]
         if problems:
             raise TreasureError("invalid serve options: " + "; ".join(problems))
+        if self.upstream or self.backend == "vllm":  # refused before an engine is loaded for nothing
+            refuse_guidance(self.generation, "an upstream engine" if self.upstream else "vLLM")
 
 
 def _valid_text(text: str) -> str:
@@ -198,6 +201,17 @@ class ChatRequest(BaseModel):
     markers: MarkerValues | None = None
     treasure_mode: Literal["conditioning", "controlling", "fixed"] | None = None
     treasure_strict: StrictBool = False
+    guidance: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_GUIDANCE,
+        strict=True,
+        allow_inf_nan=False,
+        description="marker guidance scale G (1 = off; default: the server's); transformers backend only",
+    )
+    length_budget: StrictBool | None = Field(
+        None, description="hold the answer to the given length_tokens words (default: the server's)"
+    )
 
     @model_validator(mode="after")
     def _valid_unicode(self) -> ChatRequest:
@@ -397,6 +411,7 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
     created = int(time.time())
     context = getattr(generator.backend, "context_length", None)
     chat_request = request_model(generator.taxonomy)
+    generator.check(defaults)  # e.g. default marker guidance on a backend without it: refused at start
 
     def check_key(request: Request) -> None:
         if config.api_key is None:
@@ -445,6 +460,7 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
 
     def generation_config(body: ChatRequest | CompletionRequest) -> GenerationConfig:
         requested = getattr(body, "max_completion_tokens", None) or body.max_tokens
+        guidance, length_budget = getattr(body, "guidance", None), getattr(body, "length_budget", None)
         return GenerationConfig(
             max_new_tokens=requested or defaults.max_new_tokens,
             temperature=defaults.temperature if body.temperature is None else body.temperature,
@@ -453,6 +469,8 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
             repetition_penalty=defaults.repetition_penalty,
             seed=defaults.seed if body.seed is None else body.seed,
             batch_size=1,
+            guidance=defaults.guidance if guidance is None else guidance,
+            length_budget=defaults.length_budget if length_budget is None else length_budget,
         )
 
     def admit(prompt_tokens: int, max_new_tokens: int) -> tuple[Stop, JSONResponse | None]:
@@ -470,12 +488,13 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
         busy = f"server busy ({config.max_queue} requests in flight); retry shortly"
         return stop, _error(503, busy, "server_busy", {"Retry-After": "1"})
 
-    async def complete_guarded(request: Request, text: str, gen_config: GenerationConfig, stop: Stop) -> Any:
-        """The backend's completion of `text`, stopped if the client goes away; leaves the admission."""
+    async def complete_guarded(
+        request: Request, complete: Any, item: Any, gen_config: GenerationConfig, stop: Stop
+    ) -> Any:
+        """`complete([item], gen_config, stop)[0]` in a worker thread, stopped if the client goes away;
+        leaves the admission."""
         try:
-            work = asyncio.ensure_future(
-                anyio.to_thread.run_sync(generator.backend.complete, [text], gen_config, stop)
-            )
+            work = asyncio.ensure_future(anyio.to_thread.run_sync(complete, [item], gen_config, stop))
             while not work.done():
                 await asyncio.wait({work}, timeout=0.25)
                 if not work.done() and await request.is_disconnected():
@@ -495,6 +514,7 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
             check_markers(body.markers, generator.taxonomy)
         mode = body.treasure_mode or ("controlling" if body.markers else "conditioning")
         gen_config = generation_config(body)
+        generator.check(gen_config)  # marker guidance on a backend without it: 400 before anything starts
         history = [m.model_dump() for m in body.messages[:-1]]
         prompt = body.messages[-1].content
         # validate now, so a bad marker is a 422 before any streaming starts
@@ -508,10 +528,10 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
             pieces = generator.stream_prepared(prepared, gen_config, stop)
             events = _sse(pieces, completion_id, generator.name, stop, admission, config.request_timeout_s)
             return StreamingResponse(events, media_type="text/event-stream")
-        completion = await complete_guarded(request, prepared.text, gen_config, stop)
+        completion = await complete_guarded(request, generator.complete, prepared, gen_config, stop)
         if stop.timed_out() and not completion.finished:
             return timed_out()
-        result = generator.finish(prepared, completion)
+        result = generator.finish(prepared, completion, gen_config)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -547,7 +567,9 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
                 pieces, completion_id, generator.name, stop, admission, gen_config, generator.backend
             )
             return StreamingResponse(events, media_type="text/event-stream")
-        completion = await complete_guarded(request, body.prompt, gen_config, stop)
+        completion = await complete_guarded(
+            request, generator.backend.complete, body.prompt, gen_config, stop
+        )
         if stop.timed_out() and not completion.finished:
             return timed_out()
         text, cut = _cut_at_stop(completion.text, body.stop)

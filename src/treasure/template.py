@@ -81,6 +81,17 @@ def parse(text: str, taxonomy: Taxonomy | None = None) -> Parsed:
     return Parsed(markers=markers, response=response, error=error, has_block=True)
 
 
+def block_end(text: str) -> int | None:
+    """Where the answer begins in a completion written so far: just after the leading block's
+    `</TEMPLATE>`; 0 when the text does not open with a block; None while that is still undecided (empty,
+    a prefix of `<TEMPLATE>`, or a block not closed yet)."""
+    stripped = text.lstrip()
+    if stripped.startswith(OPEN):
+        end = text.find(CLOSE)
+        return end + len(CLOSE) if end >= 0 else None
+    return None if OPEN.startswith(stripped) else 0
+
+
 def strip_blocks(text: str) -> tuple[str, int]:
     """Remove every template block from answer text; returns (clean text, blocks removed).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ BACKENDS = ("transformers", "vllm")
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
 SAMPLING_EPS = 1e-5  # temperatures below this decode greedily (as vLLM does): logits / 1e-300 overflow
+MAX_GUIDANCE = 100.0  # far above useful scales (about 1.5 to 5); keeps the guided scores finite
 
 
 @dataclass
@@ -33,6 +35,21 @@ class GenerationConfig:
     repetition_penalty: float = field(default=1.0, metadata=knob("Penalty on repeated tokens (1.0: off)."))
     seed: int = field(default=0, metadata=knob("Seed of the sampling (batch i: seed + i)."))
     batch_size: int = field(default=16, metadata=knob("Prompts sent to the backend at once."))
+    guidance: float = field(
+        default=1.0,
+        metadata=knob(
+            "Marker guidance scale G (1 = off): next-token logits = negative + G x (positive - negative), "
+            "the negative branch being the same input without the given markers (controlling and fixed "
+            "modes; transformers backend only; two forward passes per token)."
+        ),
+    )
+    length_budget: bool = field(
+        default=False,
+        metadata=knob(
+            "Word budget: when the given or detected markers hold length_tokens=N, the answer stops "
+            "after N words and is cut back to its last sentence end (a guarantee, not learned)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         problems = [
@@ -45,11 +62,48 @@ class GenerationConfig:
                 ("repetition_penalty", self.repetition_penalty > 0, "above 0 (1.0 = off)"),
                 ("batch_size", self.batch_size >= 1, "at least 1"),
                 ("seed", 0 <= self.seed <= MAX_SEED, f"in [0, {MAX_SEED}]"),
+                (
+                    "guidance",
+                    math.isfinite(self.guidance) and 0 <= self.guidance <= MAX_GUIDANCE,
+                    f"in [0, {MAX_GUIDANCE:g}] (1 = off)",
+                ),
+                ("length_budget", isinstance(self.length_budget, bool), "true or false"),
             )
             if not ok
         ]
         if problems:
             raise TreasureError("invalid generation options: " + "; ".join(problems))
+
+    @property
+    def guided(self) -> bool:
+        """Whether marker guidance is on (it still only acts on prompts with given markers)."""
+        return self.guidance != 1.0
+
+
+@dataclass(frozen=True)
+class Steering:
+    """What a backend that steers (`steers = True`: transformers) gets per prompt, beside its text, for
+    marker guidance and the word budget (`treasure.guidance`, `treasure.budget`).
+
+    `prefill` is the completion text already at the end of the prompt text (strict mode); the negative
+    branch of guidance starts from `negative_prompt` (the prompt text without the given markers and without
+    the prefill; None: no guidance for this prompt), and the lines of the `given` markers leave its
+    template block. `word_limit` is the answer's word budget (None: none).
+    """
+
+    prefill: str = ""
+    negative_prompt: str | None = None
+    given: frozenset[str] = frozenset()
+    word_limit: int | None = None
+
+
+def refuse_guidance(config: GenerationConfig, engine: str) -> None:
+    """The `check` of a backend without classifier-free guidance: a `TreasureError` when guidance is on."""
+    if config.guided:
+        raise TreasureError(
+            f"marker guidance (guidance {config.guidance:g}) needs the transformers backend: {engine} has "
+            "no classifier-free guidance (use the transformers backend, or guidance 1)"
+        )
 
 
 @dataclass
@@ -109,6 +163,10 @@ class Backend(Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` under the model's tokenizer."""
+        ...
+
+    def check(self, config: GenerationConfig) -> None:
+        """Refuse, with a `TreasureError`, options this backend cannot honour (e.g. marker guidance)."""
         ...
 
 

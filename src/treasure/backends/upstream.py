@@ -2,7 +2,8 @@
 TGI, another `treasure serve`) through `POST /v1/completions` with the raw prompt text.
 
 treasure keeps the marker layer (chat template from the local model dir, markers, escaping, answers without
-the template); the engine only continues text and batches concurrent requests as it likes. Each completion
+the template); the engine only continues text and batches concurrent requests as it likes, so marker
+guidance is refused (`check`) and a word budget only trims the finished answer. Each completion
 is streamed from the engine, so a cancelled request (client gone, time limit) closes its connection and the
 engine can drop it. Engine trouble becomes `UpstreamError` with an HTTP status for the server to pass on:
 502 when the engine is unreachable or answers with an error or garbage, 504 when it is too slow.
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 from transformers import AutoConfig, AutoTokenizer
 
-from treasure.backends import Completion, GenerationConfig, Stop, token_ids
+from treasure.backends import Completion, GenerationConfig, Stop, refuse_guidance, token_ids
 from treasure.errors import TreasureError
 
 
@@ -135,6 +136,12 @@ class UpstreamBackend:
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` under the local copy of the model's tokenizer."""
         return len(token_ids(self.tokenizer, text))
+
+    @staticmethod
+    def check(config: GenerationConfig) -> None:
+        """Marker guidance is refused (the engine only continues text); a word budget is applied by
+        trimming the finished answer (`treasure.budget`)."""
+        refuse_guidance(config, "an upstream engine")
 
 
 def _event(data: str, where: str) -> dict[str, Any]:

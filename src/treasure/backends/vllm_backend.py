@@ -5,7 +5,8 @@ docs/serving.md). The engine runs on its own event loop in a daemon thread, so t
 and `stream` can be called from many threads at once (the server does): every request goes to the engine
 as soon as it arrives and vLLM batches whatever is in flight. Prompts go in as token ids made by the model
 dir's own tokenizer, exactly as the transformers backend encodes them, so greedy outputs match it.
-A `Stop` (client gone, time limit) aborts the request inside the engine.
+A `Stop` (client gone, time limit) aborts the request inside the engine. Marker guidance is refused
+(`check`); a word budget is applied to the finished answer only.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
-from treasure.backends import SAMPLING_EPS, Completion, GenerationConfig, Stop, checked_model_dir, token_ids
+from treasure.backends import (
+    SAMPLING_EPS,
+    Completion,
+    GenerationConfig,
+    Stop,
+    checked_model_dir,
+    refuse_guidance,
+    token_ids,
+)
 from treasure.errors import TreasureError
 
 INSTALL_HINT = (
@@ -207,3 +216,9 @@ class VLLMBackend:
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` under this model's tokenizer."""
         return len(token_ids(self.tokenizer, text))
+
+    @staticmethod
+    def check(config: GenerationConfig) -> None:
+        """Marker guidance is refused (vLLM runs one branch per request); a word budget is applied by
+        trimming the finished answer (`treasure.budget`): vLLM cannot run our logits processor."""
+        refuse_guidance(config, "vLLM")
