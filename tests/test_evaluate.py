@@ -4,6 +4,7 @@ marker prediction, resumable generation runs, and the whole `evaluate` on the se
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from treasure.cli import main
 from treasure.errors import DataError, TreasureError
 from treasure.evaluate import EvalConfig, JudgeConfig, evaluate, resolve
 from treasure.evaluate.judge import OpenAIJudge, RewardModelJudge
-from treasure.evaluate.length_instruct import INSTRUCTION, _outcome, limits, words
+from treasure.evaluate.length_instruct import INSTRUCTION, _outcome, extra_rows, limits, words
 from treasure.evaluate.long_tail import bucket_of, split_rows
 from treasure.evaluate.prediction import run_marker_prediction
 from treasure.evaluate.prompts import EvalPrompt, alpaca_eval, sample, user_prompts
@@ -131,6 +132,43 @@ def test_marker_prediction_counts_missing_as_wrong():
     assert result["per_marker"] == {"task": {"accuracy": 0.5, "n": 2}}
 
 
+def test_extra_length_instruct_rows_and_guidance_scales_config():
+    config = EvalConfig(model_dir=Path("m"), out_dir=Path("o"), guidance_scales=(2, 1.5))
+    assert config.guidance_scales == (2.0, 1.5)
+    rows = extra_rows(config)
+    assert [(name, label) for name, label, _ in rows] == [
+        ("fixed-budget", "+fixed +budget"), ("fixed-g2", "+fixed G=2"), ("fixed-g1.5", "+fixed G=1.5")
+    ]  # fmt: skip
+    assert [(g.length_budget, g.guidance) for _, _, g in rows] == [(True, 1.0), (False, 2.0), (False, 1.5)]
+    assert all(g.max_new_tokens == config.generation.max_new_tokens for _, _, g in rows)
+    off = EvalConfig(model_dir=Path("m"), out_dir=Path("o"), length_budget_row=False)
+    assert extra_rows(off) == []
+    with pytest.raises(TreasureError, match="guidance_scales has a scale twice"):
+        EvalConfig(model_dir=Path("m"), out_dir=Path("o"), guidance_scales=(2.0, 2))
+    with pytest.raises(TreasureError, match="guidance must be in"):
+        EvalConfig(model_dir=Path("m"), out_dir=Path("o"), guidance_scales=(-1.0,))
+    with pytest.raises(TreasureError, match="needs the transformers backend, not vllm"):
+        EvalConfig(model_dir=Path("m"), out_dir=Path("o"), guidance_scales=(2.0,), backend="vllm")
+
+
+def test_generation_run_key_holds_guidance_and_budget(tmp_path: Path):
+    (tmp_path / "config.json").write_text("{}")
+    config = GenerationConfig(max_new_tokens=8, temperature=0.0)
+    runs = GenerationRuns({"m": tmp_path}, tmp_path / "cache", config, progress=False)
+    keys = {
+        runs.key("m", ["p"], "fixed", [None], False, c)
+        for c in (
+            config,
+            replace(config, guidance=2.0),
+            replace(config, guidance=3.0),
+            replace(config, length_budget=True),
+            replace(config, guidance=2.0, length_budget=True),
+        )
+    }
+    assert len(keys) == 5
+    assert runs.key("m", ["p"], "fixed", [None], False, replace(config)) in keys  # a function of the values
+
+
 @pytest.mark.slow
 def test_generation_runs_resume_after_a_cut_line(random_model_dir: Path, tmp_path: Path):
     config = GenerationConfig(max_new_tokens=8, temperature=0.0, batch_size=2)
@@ -167,7 +205,7 @@ def test_evaluate_end_to_end_on_tiny_models(tiny_model_dir: Path, tiny_baseline_
         "length_instruct", "win_rate", "adherence", "marker_prediction", "long_tail"
     }  # fmt: skip
     li = saved["suites"]["length_instruct"]
-    assert [r["name"] for r in li["rows"]] == ["baseline", "conditioning", "fixed"]
+    assert [r["name"] for r in li["rows"]] == ["baseline", "conditioning", "fixed", "fixed-budget"]
     for row in li["rows"]:
         lengths = li["lengths"][row["name"]]
         assert row["n"] == len(lengths) == 6
@@ -181,7 +219,7 @@ def test_evaluate_end_to_end_on_tiny_models(tiny_model_dir: Path, tiny_baseline_
     assert saved["models"]["marked"]["hash"] != saved["models"]["baseline"]["hash"]
     assert (out / "report.html").is_file()
     generated = sorted(p.name for p in (out / "generations").glob("*.jsonl"))
-    assert "li-fixed.jsonl" in generated and "plain-baseline.jsonl" in generated
+    assert {"li-fixed.jsonl", "li-fixed-budget.jsonl", "plain-baseline.jsonl"} <= set(generated)
     # a second run reuses every cached generation and gives the same numbers
     again = evaluate(config)
     assert again["suites"] == metrics["suites"]
@@ -196,3 +234,48 @@ def test_cli_evaluate_errors_clearly(tmp_path: Path, capsys):
         main(["evaluate", str(tmp_path / "none"), "--suite", "adherence", "-o", str(tmp_path / "r")])
     assert exit_info.value.code == 1
     assert "model dir not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_budget_and_guidance_rows_on_tiny_models(
+    tiny_model_dir: Path, tiny_baseline_dir: Path, tmp_path: Path
+):
+    out = tmp_path / "report"
+    config = EvalConfig(
+        model_dir=tiny_model_dir,
+        baseline_dir=tiny_baseline_dir,
+        out_dir=out,
+        suites="length-instruct,adherence",
+        n_prompts=6,
+        n_adherence_prompts=2,
+        adherence_modes=("controlling",),
+        guidance_scales=(2.0,),
+        limit_scale=0.02,  # limits of 5 to 10 words: +fixed goes over some (3 of 6 when measured), so the
+        # budget has work to do
+        generation=GenerationConfig(max_new_tokens=64, temperature=0.0, batch_size=8),
+        progress=False,
+    )
+    metrics = evaluate(config)
+    li = metrics["suites"]["length_instruct"]
+    assert [(r["name"], r["label"]) for r in li["rows"]] == [
+        ("baseline", "Baseline"), ("conditioning", "TreasureMarked"), ("fixed", "+fixed"),
+        ("fixed-budget", "+fixed +budget"), ("fixed-g2", "+fixed G=2"),
+    ]  # fmt: skip
+    budget = li["lengths"]["fixed-budget"]
+    assert len(budget) == 6 and all(x["words"] <= x["limit"] for x in budget)  # the budget's guarantee
+    assert li["rows"][3]["violation_rate"] == 0.0
+    generations = out / "generations"
+    for name in ("fixed-budget", "fixed-g2"):
+        answers = [json.loads(line)["response"] for line in (generations / f"li-{name}.jsonl").open()]
+        assert [words(a) for a in answers] == [x["words"] for x in li["lengths"][name]]
+    keys = {(generations / f"li-{n}.key").read_text() for n in ("fixed", "fixed-budget", "fixed-g2")}
+    assert len(keys) == 3  # same prompts and mode: the decoding options tell the runs apart
+    adherence = metrics["suites"]["adherence"]
+    assert adherence["modes"] == ["conditioning", "controlling", "controlling G=2"]
+    cells = adherence["cells"]
+    assert [c["mode"] for c in cells if c["value"] == "concise"] == adherence["modes"]
+    assert len(cells) == 9 and all(c["n"] == 2 for c in cells)
+    assert (generations / "adh-controlling-g2-length_bucket-concise.jsonl").is_file()
+    assert {a["mode"] for a in adherence["examples"][0]["answers"]} == set(adherence["modes"])
+    page = (out / "report.html").read_text("utf-8")
+    assert "<td>+fixed +budget</td>" in page and "<td>+fixed G=2</td>" in page

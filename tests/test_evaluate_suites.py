@@ -56,7 +56,7 @@ def test_every_registered_suite_satisfies_the_protocol() -> None:
     assert tuple(REGISTRY.values()) == BUILT_IN
     assert set(config_module.DEFAULT_SUITES) < set(REGISTRY)
     needs_baseline = {n for n, s in REGISTRY.items() if s.needs_baseline}
-    assert needs_baseline == {"length-instruct", "win-rate", "long-tail"}
+    assert needs_baseline == {"length-instruct", "win-rate", "language-request", "long-tail"}
     empty = Page(ReportConfig(), {})
     for name, suite in REGISTRY.items():
         assert isinstance(suite, Suite) and suite.name == name and "_" not in name

@@ -1,4 +1,5 @@
-"""`treasure evaluate`: the length-instruct table, win rate, adherence, marker prediction, long tail."""
+"""`treasure evaluate`: the length-instruct table, win rate, adherence, language requests, marker prediction,
+long tail."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def evaluate_command(config: EvalConfig) -> None:
     from treasure.evaluate import evaluate, paper_table
 
     metrics = evaluate(config)
-    if "length_instruct" in metrics["suites"]:
+    if {"length_instruct", "language_request"} & metrics["suites"].keys():
         console.print(paper_table(metrics))
     out = config.out_dir
     console.print(f"report: [bold]{(out / 'report.html').resolve()}[/]  metrics: {out / 'metrics.json'}")

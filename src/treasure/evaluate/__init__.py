@@ -1,5 +1,6 @@
 """`treasure evaluate`: length-instruction violation and win rate (the paper's table), marker adherence,
-marker prediction, long-tail buckets, optional HumanEvalFix, and an HTML report. See the README.
+marker prediction, long-tail buckets, optional language requests and HumanEvalFix, and an HTML report.
+See docs/evaluate.md.
 
 Each suite is a `Suite` (treasure.evaluate.suite) in its own module under `treasure.evaluate.suites`;
 `register` adds one."""

@@ -2,18 +2,22 @@
 
 For each (marker, value) the same prompts are answered under controlling and strict (the value also
 prefilled in the model's own block); conditioning (no marker given) is the base rate: how often the
-model lands on that value by itself. Answers are re-annotated with the annotators that produce the
-marker, using the model dir's taxonomy (so `length_bucket` uses the thresholds it was trained with).
+model lands on that value by itself. Each scale g of `guidance_scales` adds a column "controlling G=g":
+controlling decoded with `GenerationConfig.guidance = g`. Answers are re-annotated with the annotators
+that produce the marker, using the model dir's taxonomy (so `length_bucket` uses the thresholds it was
+trained with).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from treasure.annotate import AnnotateConfig, annotate_texts
 from treasure.annotate.registry import REGISTRY
-from treasure.evaluate.config import MODES, EvalConfig
+from treasure.backends import GenerationConfig
+from treasure.evaluate.config import MODES, EvalConfig, guidance_label
 from treasure.evaluate.prompts import EvalPrompt
 from treasure.evaluate.runs import GenerationRuns
 from treasure.taxonomy import Taxonomy
@@ -51,21 +55,29 @@ def run_adherence(
         {"prompt": text, "answers": [_example("conditioning", None, row)]}
         for text, row in zip(texts[:N_EXAMPLES], free, strict=False)
     ]
-    modes = [m for m in MODES if m == "conditioning" or m in config.adherence_modes]
+    # (column, run name prefix, strict, decoding options): controlling and strict as configured, then
+    # controlling decoded with each guidance scale
+    requested: list[tuple[str, str, bool, GenerationConfig | None]] = [
+        (m, m, m == "strict", None) for m in MODES if m in config.adherence_modes
+    ]
+    for scale in config.guidance_scales:
+        guided = replace(config.generation, guidance=scale)
+        requested.append((f"controlling {guidance_label(scale)}", f"controlling-g{scale:g}", False, guided))
+    modes = ["conditioning", *(column for column, *_ in requested)]
     lengths: dict[str, dict[str, list[int]]] = {mode: {} for mode in modes}
     for marker, values in config.adherence_markers.items():
         for raw in values:
             value = tax.canonical(marker, raw)
             labels = {"conditioning": free_labels}
-            for mode in modes[1:]:
-                strict = mode == "strict"
+            for mode, run_name, strict, generation in requested:
                 rows = runs.run(
-                    f"adh-{mode}-{marker}-{value}",
+                    f"adh-{run_name}-{marker}-{value}",
                     "marked",
                     texts,
                     "controlling",
                     [{marker: value}] * len(texts),
                     strict,
+                    generation,
                 )
                 labels[mode] = reannotate(texts, [r["response"] for r in rows], markers, tax)
                 for example, row in zip(examples, rows, strict=False):

@@ -23,6 +23,11 @@ DEFAULT_SUITES: tuple[str, ...] = (
 MODES: tuple[str, ...] = (*GENERATION_MODES, "strict")
 
 
+def guidance_label(scale: float) -> str:
+    """How a guidance scale names a length-instruct row or an adherence mode: "G=2", "G=1.5"."""
+    return f"G={scale:g}"
+
+
 def normalise_suites(names: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """`"length_instruct,adherence"` or a sequence → canonical suite names (checked against the registry
     when the run starts: `treasure.evaluate.suites.resolve`)."""
@@ -109,6 +114,13 @@ class EvalConfig:
         default=("controlling", "strict"),
         metadata=knob("Adherence modes besides conditioning: controlling and/or strict."),
     )
+    request_languages: tuple[str, ...] = field(
+        default=("Spanish", "German"),
+        metadata=knob(
+            "language-request suite: languages asked for in plain words at the end of the prompt "
+            "(taxonomy `language` values)."
+        ),
+    )
     prediction_markers: tuple[str, ...] = field(
         default=("task", "domain", "format", "length_bucket", "language"),
         metadata=knob("Markers the marker-prediction suite scores."),
@@ -122,6 +134,19 @@ class EvalConfig:
             "length-instruct word limit = reference answer words x this; train: median training "
             "answer / median reference length.",
             parse=_limit_scale,
+        ),
+    )
+    length_budget_row: bool = field(
+        default=True,
+        metadata=knob(
+            "length-instruct: also a '+fixed +budget' row (fixed mode decoded with the length budget)."
+        ),
+    )
+    guidance_scales: tuple[float, ...] = field(
+        default=(),
+        metadata=knob(
+            "Guidance scales G: each adds a '+fixed G=...' length-instruct row and a 'controlling G=...' "
+            "adherence mode, decoded with that guidance."
         ),
     )
     limit_clip: tuple[int, int] = field(
@@ -157,5 +182,17 @@ class EvalConfig:
             low_high = getattr(self, name)
             if len(low_high) != 2 or not 1 <= low_high[0] <= low_high[1]:
                 raise TreasureError(f"{name} must be MIN,MAX with 1 <= MIN <= MAX, got {low_high!r}")
+        object.__setattr__(self, "guidance_scales", tuple(float(g) for g in self.guidance_scales))
+        if len(set(self.guidance_scales)) != len(self.guidance_scales):
+            raise TreasureError(f"guidance_scales has a scale twice: {self.guidance_scales}")
+        for scale in self.guidance_scales:
+            replace(self.generation, guidance=scale)  # the decoder's own checks of the scale
+        if any(scale != 1.0 for scale in self.guidance_scales) and self.backend != "transformers":
+            raise TreasureError(
+                f"guidance_scales {self.guidance_scales}: marker guidance needs the transformers backend, "
+                f"not {self.backend}"
+            )
+        if "language-request" in self.suites and not self.request_languages:
+            raise TreasureError("request_languages is empty: the language-request suite needs a language")
         if self.n_prompts < 1 or self.n_adherence_prompts < 1:
             raise TreasureError("n_prompts and n_adherence_prompts must be ≥ 1")

@@ -7,6 +7,10 @@ model trained without `length_tokens` the longest `length_bucket` that fits unde
 Violation: the answer has more than N words (whitespace-separated). Win rate: each row against the
 Baseline row's answer to the same prompt; as in AlpacaEval-LI an answer over its limit loses to one
 within it, otherwise the judge decides. The Baseline row is 50% by construction.
+
+Extra rows, after +fixed and never in its place: "+fixed +budget" (fixed mode with the decoder's length
+budget, `GenerationConfig.length_budget`; `EvalConfig.length_budget_row`) and "+fixed G=g" for each
+scale g of `EvalConfig.guidance_scales` (fixed mode decoded with `GenerationConfig.guidance = g`).
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from __future__ import annotations
 import random
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from treasure.evaluate.config import EvalConfig
+from treasure.backends import GenerationConfig
+from treasure.evaluate.config import EvalConfig, guidance_label
 from treasure.evaluate.judge import Judge, win_rate
 from treasure.evaluate.prompts import EvalPrompt
 from treasure.evaluate.runs import GenerationRuns
@@ -29,6 +34,19 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("conditioning", "TreasureMarked"),
     ("fixed", "+fixed"),
 )
+BUDGET_ROW = ("fixed-budget", "+fixed +budget")  # fixed mode with the decoder's length budget
+
+
+def extra_rows(config: EvalConfig) -> list[tuple[str, str, GenerationConfig]]:
+    """The fixed-mode rows after +fixed: (name, label, decoding options) for +budget (when
+    `length_budget_row`) and one per scale of `guidance_scales`."""
+    rows = []
+    if config.length_budget_row:
+        rows.append((*BUDGET_ROW, replace(config.generation, length_budget=True)))
+    for scale in config.guidance_scales:
+        guided = replace(config.generation, guidance=scale)
+        rows.append((f"fixed-g{scale:g}", f"+fixed {guidance_label(scale)}", guided))
+    return rows
 
 
 def words(text: str) -> int:
@@ -78,7 +96,8 @@ def _outcome(judged: float, first_over: bool, second_over: bool) -> float:
 def run_length_instruct(
     runs: GenerationRuns, judge: Judge, prompts: Sequence[EvalPrompt], config: EvalConfig, scale: float
 ) -> LengthInstructResult:
-    """Generate the three rows, count violations and judge each row against Baseline."""
+    """Generate the rows (the three of the paper, then `extra_rows`), count violations and judge each row
+    against Baseline."""
     ns = limits(prompts, config, scale)
     texts = [f"{INSTRUCTION.format(n=n)}\n\n{p.prompt}" for p, n in zip(prompts, ns, strict=True)]
     answers = {
@@ -86,6 +105,9 @@ def run_length_instruct(
         "conditioning": runs.run("li-conditioning", "marked", texts),
         "fixed": runs.run("li-fixed", "marked", texts, mode="fixed"),
     }
+    extra = extra_rows(config)
+    for name, _, generation in extra:
+        answers[name] = runs.run(f"li-{name}", "marked", texts, mode="fixed", config=generation)
     marked = runs.generator("marked")
     fixed_set = sum(1 for t in texts if LENGTH_MARKERS & marked.prepare(t, mode="fixed").given_markers.keys())
     violations = {
@@ -94,7 +116,7 @@ def run_length_instruct(
     }
     base = [r["response"] for r in answers["baseline"]]
     outcomes = {"baseline": [0.5] * len(texts)}
-    for name in ("conditioning", "fixed"):
+    for name in [n for n in answers if n != "baseline"]:
         judged = judge.compare(texts, [r["response"] for r in answers[name]], base)
         outcomes[name] = [
             _outcome(j, a, b)
@@ -109,7 +131,7 @@ def run_length_instruct(
             "n": len(texts),
             "judge": "reference row (50% by construction)" if name == "baseline" else judge.name,
         }
-        for name, label in ROWS
+        for name, label in [*ROWS, *((name, label) for name, label, _ in extra)]
     ]
     section = {
         "rows": rows,

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group, RenderableType
+
 from treasure.evaluate.render import Page, ReportConfig, esc, note
 from treasure.evaluate.suite import section_key
-from treasure.evaluate.suites import REGISTRY
-from treasure.evaluate.suites.length_instruct import paper_table
+from treasure.evaluate.suites import REGISTRY, language_request, length_instruct
 from treasure.io import atomic_write_text
 
 __all__ = ["ReportConfig", "paper_table", "render_html", "write_report"]
@@ -56,6 +57,19 @@ def _summary(metrics: Mapping[str, Any]) -> str:
     if metrics.get("treasure_version"):
         parts.append(f"treasure {metrics['treasure_version']}")
     return " · ".join(parts)
+
+
+def paper_table(metrics: Mapping[str, Any]) -> RenderableType:
+    """The paper-style tables for the terminal: length instructions (Baseline / TreasureMarked / +fixed),
+    followed by the language-request pass rates when that suite ran. Without either section: the
+    length-instruct table saying it is absent."""
+    lengths = length_instruct.paper_table(metrics)
+    languages = language_request.paper_table(metrics)
+    if languages is None:
+        return lengths
+    if section_key(length_instruct.LengthInstruct.name) not in (metrics.get("suites") or {}):
+        return languages
+    return Group(lengths, languages)
 
 
 def render_html(metrics: Mapping[str, Any], config: ReportConfig | None = None) -> str:

@@ -1,6 +1,6 @@
 """Generation runs of an evaluation, cached on disk so an interrupted `evaluate` resumes.
 
-Each run (a name, a model, prompts, a mode, markers) appends one JSON line per answer to
+Each run (a name, a model, prompts, a mode, markers, decoding options) appends one JSON line per answer to
 `generations/<name>.jsonl` after every batch; a `<name>.key` file holds the hash of what produced it.
 A rerun with the same key skips the finished lines; a changed key starts the run over.
 """
@@ -57,6 +57,21 @@ class GenerationRuns:
             self._generators[model] = Generator.from_model_dir(self.models[model], backend=self.backend)
         return self._generators[model]
 
+    def key(
+        self,
+        model: str,
+        prompts: Sequence[str],
+        mode: str,
+        markers: Sequence[Mapping[str, Any] | None],
+        strict: bool,
+        config: GenerationConfig,
+    ) -> str:
+        """Hash of what produces a run: the model's fingerprint, the prompts, mode, markers, strictness,
+        every decoding option (guidance scale and length budget included) and the backend."""
+        what = [self.fingerprints[model], list(prompts), mode, list(markers), strict, asdict(config)]
+        what.append(self.backend)
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
     def run(
         self,
         name: str,
@@ -65,37 +80,28 @@ class GenerationRuns:
         mode: str = "conditioning",
         markers: Sequence[Mapping[str, Any] | None] | None = None,
         strict: bool = False,
+        config: GenerationConfig | None = None,
     ) -> list[dict[str, Any]]:
-        """Answers for `prompts` (dicts: response, markers, markers_error, n_tokens), resuming a cache."""
+        """Answers for `prompts` (dicts: response, markers, markers_error, n_tokens), resuming a cache.
+
+        `config` replaces the runs' decoding options for this run (e.g. another guidance scale or a
+        length budget); every field of it is part of the cache key."""
         per_prompt = list(markers) if markers is not None else [None] * len(prompts)
-        key = hashlib.sha256(
-            json.dumps(
-                [
-                    self.fingerprints[model],
-                    list(prompts),
-                    mode,
-                    per_prompt,
-                    strict,
-                    asdict(self.config),
-                    self.backend,
-                ],
-                sort_keys=True,
-                default=str,
-            ).encode()
-        ).hexdigest()
+        base = config or self.config
+        key = self.key(model, prompts, mode, per_prompt, strict, base)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         out, key_file = self.cache_dir / f"{name}.jsonl", self.cache_dir / f"{name}.key"
         done = _read_finished(out) if key_file.is_file() and key_file.read_text() == key else []
         atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done))
         atomic_write_text(key_file, key)
-        size = max(1, self.config.batch_size)
+        size = max(1, base.batch_size)
         with _progress(self.progress) as progress:
             task = progress.add_task(name, total=len(prompts), completed=len(done))
             for start in range(len(done), len(prompts), size):
                 chunk = slice(start, start + size)
-                config = replace(self.config, seed=self.config.seed + start // size)
+                batch_config = replace(base, seed=base.seed + start // size)
                 generations = self.generator(model).generate(
-                    list(prompts[chunk]), mode, per_prompt[chunk], strict=strict, config=config
+                    list(prompts[chunk]), mode, per_prompt[chunk], strict=strict, config=batch_config
                 )
                 rows = [
                     {

@@ -8,6 +8,7 @@ from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.suite import Suite
 from treasure.evaluate.suites.adherence import Adherence
 from treasure.evaluate.suites.code import Code
+from treasure.evaluate.suites.language_request import LanguageRequest
 from treasure.evaluate.suites.length_instruct import LengthInstruct
 from treasure.evaluate.suites.long_tail import LongTail
 from treasure.evaluate.suites.marker_prediction import MarkerPrediction
@@ -17,6 +18,7 @@ BUILT_IN: tuple[Suite, ...] = (
     LengthInstruct(),
     WinRate(),
     Adherence(),
+    LanguageRequest(),
     MarkerPrediction(),
     LongTail(),
     Code(),
