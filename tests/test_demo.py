@@ -11,13 +11,14 @@ from rich.console import Console
 
 from treasure.demo import RECIPES, DemoConfig, run_stage, select_rows
 from treasure.errors import TreasureError
+from treasure.taxonomy import Taxonomy
 
 
 def band_of(words: int, bands: tuple[tuple[int, int], ...]) -> int:
     return next(i for i, (lo, hi) in enumerate(bands) if lo <= words <= hi)
 
 
-def test_smollm2_recipe_rows_are_banded_multilingual_and_seeded() -> None:
+def test_smollm2_recipe_rows_are_banded_crosslingual_and_seeded() -> None:
     spec = RECIPES["smollm2"]
     ds, total, _ = select_rows(spec, seed=0)
     again, _, _ = select_rows(spec, seed=0)
@@ -28,7 +29,33 @@ def test_smollm2_recipe_rows_are_banded_multilingual_and_seeded() -> None:
     bands = Counter(band_of(len(r["response"].split()), spec.response_bands) for r in plain)
     assert set(bands.values()) == {spec.english_rows // len(spec.response_bands)}
     languages = Counter(r["language"] for r in ds if r["language"] is not None)
-    assert len(languages) == 7 and set(languages.values()) == {spec.rows_per_language}
+    assert languages == dict.fromkeys(spec.crosslingual_languages, spec.crosslingual_items)
+    assert spec.crosslingual_items >= 250  # issue 18: hundreds of rows per language, not 15
+
+
+def test_crosslingual_rows_share_one_english_prompt_per_item() -> None:
+    """Each XQuAD item: one English prompt, answered once per language, in that language."""
+    from treasure.annotate.language import LanguageAnnotator
+    from treasure.crosslingual import CrossLingualConfig, crosslingual_rows
+
+    config = CrossLingualConfig(n_items=20, seed=3)
+    rows = crosslingual_rows(config)
+    assert rows == crosslingual_rows(config) and len(rows) == 20 * len(config.languages)
+    items: dict[str, list[dict]] = {}
+    for row in rows:
+        items.setdefault(row["id"].rsplit(":", 1)[0], []).append(row)
+    assert len(items) == 20
+    for group in items.values():
+        assert [r["language"] for r in group] == list(config.languages)
+        base = {r["prompt"].split("\n\n")[0] for r in group}
+        assert len(base) == 1  # the same English context sentence for every language
+        assert all(config.min_words <= len(r["response"].split()) <= config.max_words for r in group)
+    detector = LanguageAnnotator(Taxonomy.default())
+    detected = [detector.detect(r["response"]) for r in rows]
+    agree = sum(d == r["language"] for d, r in zip(detected, rows, strict=True))
+    assert agree / len(rows) >= 0.95
+    asked = [r for r in rows if "Answer in" in r["prompt"] or "Respond in" in r["prompt"]]
+    assert asked and all(r["language"] in r["prompt"] for r in asked)
 
 
 def test_contrast_triplets_are_one_prompt_cut_after_whole_sentences_into_each_band() -> None:
@@ -63,6 +90,6 @@ def test_a_stage_done_under_another_recipe_is_redone(tmp_path: Path) -> None:
     smol = DemoConfig(out_dir=tmp_path, recipe="smollm2")
     run_stage("s", tmp_path / "s", lambda: calls.append("smollm2") or {}, smol, console)
     assert calls == ["tiny", "smollm2"]
-    assert json.loads((tmp_path / "s" / ".done").read_text())["key"] == smol.key() != tiny.key()
+    assert json.loads((tmp_path / "s" / ".done").read_text())["key"] == smol.key("s") != tiny.key("s")
     with pytest.raises(TreasureError, match="valid: smollm2, tiny"):
         DemoConfig(recipe="huge")

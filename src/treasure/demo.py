@@ -15,7 +15,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,11 @@ class DemoRecipe:
     contrast_rows: int = 0
     rows_per_language: int = 0  # rows of each bundled non-English language (0: English only)
     max_multilingual_chars: int = 600  # prompt + response characters of a non-English row
+    # Cross-lingual rows (`treasure.crosslingual`): this many parallel XQuAD items, each an English prompt
+    # answered once per language below, so only the `language` marker tells the answers apart.
+    crosslingual_items: int = 0
+    crosslingual_languages: tuple[str, ...] = ("English", "Spanish", "German")
+    # --- evaluation only (changing these redoes the evaluate stage, not training; see `DemoConfig.key`)
     eval_prompts: int = 100
     n_adherence_prompts: int = 30
     adherence_modes: tuple[str, ...] = ("controlling", "strict")
@@ -67,13 +72,30 @@ class DemoRecipe:
     max_new_tokens: int = 200
     batch_size: int = 16
     showcase_languages: tuple[str, ...] = ()
+    guidance_scales: tuple[float, ...] = ()  # marker guidance G of the extra evaluation rows
+    request_languages: tuple[str, ...] = ()  # the paper's language protocol (request in the prompt)
+
+
+EVAL_FIELDS = frozenset(
+    (
+        "eval_prompts",
+        "n_adherence_prompts",
+        "adherence_modes",
+        "adherence_languages",
+        "max_new_tokens",
+        "batch_size",
+        "showcase_languages",
+        "guidance_scales",
+        "request_languages",
+    )
+)
 
 
 RECIPES: dict[str, DemoRecipe] = {
     "smollm2": DemoRecipe(
         model="smollm2-135m",
         train_recipe="smollm2_demo",
-        markers=("language", "length_bucket", "task"),
+        markers=("language", "length_bucket", "length_tokens", "task"),
         dataset_dropout=0.3,
         marker_dropout=0.3,
         max_prompt_words=40,
@@ -81,15 +103,16 @@ RECIPES: dict[str, DemoRecipe] = {
         english_rows=300,
         response_bands=((1, 25), (35, 60), (75, 110)),
         contrast_rows=200,
-        rows_per_language=15,
-        max_multilingual_chars=400,
+        crosslingual_items=250,
         eval_prompts=100,
         n_adherence_prompts=20,
         adherence_modes=("controlling",),
-        adherence_languages=("Spanish", "German", "Chinese"),
+        adherence_languages=("Spanish", "German"),
         max_new_tokens=160,
         batch_size=32,
-        showcase_languages=("Spanish",),
+        showcase_languages=("Spanish", "German"),
+        guidance_scales=(1.5,),
+        request_languages=("Spanish", "German"),
     ),
     "tiny": DemoRecipe(
         model="tiny",
@@ -132,7 +155,14 @@ class DemoConfig:
         default=None, metadata=knob("Prompts per evaluation suite (default: the recipe's).")
     )
     suites: tuple[str, ...] = field(
-        default=("length-instruct", "win-rate", "adherence", "marker-prediction", "long-tail"),
+        default=(
+            "length-instruct",
+            "win-rate",
+            "adherence",
+            "language-request",
+            "marker-prediction",
+            "long-tail",
+        ),
         metadata=knob("Evaluation suites the demo runs (comma list)."),
     )
     timings: dict[str, float] = field(default_factory=dict)  # measured stage times (not an option)
@@ -148,16 +178,22 @@ class DemoConfig:
     def spec(self) -> DemoRecipe:
         return RECIPES[self.recipe]
 
-    def key(self) -> str:
-        """Hash of everything that shapes the stages' outputs (recipe, train recipe file, seed, suites): a
-        cached stage with another key is redone."""
+    def key(self, stage: str = "evaluate") -> str:
+        """Hash of everything that shapes a stage's outputs: a cached stage with another key is redone.
+
+        The evaluate stage hashes the whole recipe, the train recipe file, seed, prompts and suites; every
+        earlier stage leaves the evaluation-only fields (`EVAL_FIELDS`, prompts, suites) out, so a change to
+        the evaluation does not retrain the models.
+        """
         from treasure.tiny import CONFIG_DIR
 
         recipe_file = CONFIG_DIR / f"{self.spec.train_recipe}.yaml"
         recipe_text = recipe_file.read_text(encoding="utf-8") if recipe_file.is_file() else ""
-        blob = json.dumps(
-            [asdict(self.spec), recipe_text, self.seed, self.eval_prompts, self.suites], default=str
-        )
+        spec = asdict(self.spec)
+        parts: list[Any] = [spec, recipe_text, self.seed, self.eval_prompts, self.suites]
+        if stage != "evaluate":
+            parts = [{k: v for k, v in spec.items() if k not in EVAL_FIELDS}, recipe_text, self.seed]
+        blob = json.dumps(parts, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -169,9 +205,10 @@ def run_stage(
     A `.done` written under another recipe or seed is stale: the stage dir is cleared and the stage redone.
     """
     done = out / DONE
+    key = config.key(name)
     if done.is_file():
         record = json.loads(done.read_text(encoding="utf-8"))
-        if record.get("key") == config.key():
+        if record.get("key") == key:
             console.print(f"[dim]✓ {name}: cached ({record['seconds']:.0f} s when it ran) → {out}[/]")
             config.timings[name] = 0.0
             return record
@@ -181,7 +218,7 @@ def run_stage(
     began = time.perf_counter()
     summary = work() or {}
     seconds = time.perf_counter() - began
-    record = {"seconds": round(seconds, 1), "key": config.key(), "summary": summary}
+    record = {"seconds": round(seconds, 1), "key": key, "summary": summary}
     out.mkdir(parents=True, exist_ok=True)
     io.atomic_write_text(done, json.dumps(record, indent=2, default=str) + "\n")
     config.timings[name] = seconds
@@ -210,6 +247,20 @@ def select_rows(spec: DemoRecipe, seed: int) -> tuple[datasets.Dataset, int, lis
             parts.append(contrast_triplets(source, spec.response_bands[:-1]))
     if not spec.response_bands:
         parts.append(english.select(range(min(spec.english_rows or len(english), len(english)))))
+    if spec.crosslingual_items:
+        from treasure.crosslingual import CrossLingualConfig, crosslingual_rows
+
+        rows = crosslingual_rows(
+            CrossLingualConfig(
+                n_items=spec.crosslingual_items, languages=spec.crosslingual_languages, seed=seed
+            )
+        )
+        file = "multilingual_instruct/xquad_parallel.jsonl.gz"
+        features = english.features.copy()
+        features["language"] = datasets.Value("string")
+        rows = [{c: {**row, "file": file}.get(c) for c in features} for row in rows]
+        parts.append(datasets.Dataset.from_list(rows, features=features))
+        total += len(rows)
     if spec.rows_per_language:
         other, more_rejected = load_bundled(groups=("multilingual",))
         total += len(other)
@@ -220,6 +271,11 @@ def select_rows(spec: DemoRecipe, seed: int) -> tuple[datasets.Dataset, int, lis
         for language in sorted(set(other["language"])):
             rows = other.filter(lambda row, language=language: row["language"] == language)
             parts.append(rows.select(range(min(spec.rows_per_language, len(rows)))))
+    if any("language" in part.column_names for part in parts):  # English rows: detected at annotation
+        parts = [
+            part if "language" in part.column_names else part.add_column("language", [None] * len(part))
+            for part in parts
+        ]
     ds = datasets.concatenate_datasets(parts).shuffle(seed=seed)
     return ds, total, rejected
 
@@ -271,7 +327,14 @@ def data_summary(console: Console, out: Path, config: DemoConfig) -> dict[str, A
     console.print(
         f"kept {len(ds)} of {total} bundled rows (prompt ≤ {spec.max_prompt_words} words, "
         f"response ≤ {spec.max_response_words} words"
-        + (f"; {spec.rows_per_language} rows per other language)" if spec.rows_per_language else ")")
+        + (f"; {spec.rows_per_language} rows per other language" if spec.rows_per_language else "")
+        + (
+            f"; {spec.crosslingual_items} cross-lingual XQuAD items × {len(spec.crosslingual_languages)} "
+            f"answer languages ({', '.join(spec.crosslingual_languages)})"
+            if spec.crosslingual_items
+            else ""
+        )
+        + ")"
     )
     io.save(ds.remove_columns(["file"]), out / "bundled.jsonl")
     by_file = Counter(zip(ds["file"], ds["source"], strict=True))
@@ -388,6 +451,8 @@ def eval_config(config: DemoConfig) -> Any:
         n_adherence_prompts=spec.n_adherence_prompts,
         adherence_markers=adherence,
         adherence_modes=spec.adherence_modes,
+        guidance_scales=spec.guidance_scales,
+        request_languages=spec.request_languages,
         seed=config.seed,
         judge="reward-model",  # type: ignore[arg-type]
         generation=GenerationConfig(
@@ -434,6 +499,7 @@ def showcase(config: DemoConfig, console: Console) -> None:
     marked = Generator.from_model_dir(config.out_dir / "model-marked")
     options = GenerationConfig(max_new_tokens=spec.max_new_tokens, temperature=0.0, seed=config.seed)
     prompts = list(SHOWCASE_PROMPTS)
+    limited = [f"{p} Answer in 20 words or less." for p in prompts]
     runs = {
         "conditioning": marked.generate(prompts, "conditioning", config=options),
         "controlling length_bucket=concise": marked.generate(
@@ -442,10 +508,17 @@ def showcase(config: DemoConfig, console: Console) -> None:
         "controlling length_bucket=long": marked.generate(
             prompts, "controlling", {"length_bucket": "long"}, config=options
         ),
-        "fixed (“Answer in 10 words or less.”)": marked.generate(
-            [f"{p} Answer in 10 words or less." for p in prompts], "fixed", config=options
+        "fixed (“Answer in 20 words or less.” → length_tokens=20)": marked.generate(
+            limited, "fixed", config=options
+        ),
+        "fixed +budget (cut at the last sentence end within 20 words)": marked.generate(
+            limited, "fixed", config=replace(options, length_budget=True)
         ),
     }
+    for scale in spec.guidance_scales:
+        runs[f"controlling length_bucket=concise, guidance G={scale:g}"] = marked.generate(
+            prompts, "controlling", {"length_bucket": "concise"}, config=replace(options, guidance=scale)
+        )
     for language in spec.showcase_languages:
         runs[f"controlling language={language}"] = marked.generate(
             prompts, "controlling", {"language": language}, config=options

@@ -29,6 +29,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
+    PrinterCallback,
     ProgressCallback,
     TrainerCallback,
     TrainerControl,
@@ -540,7 +541,8 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     trainer.callback_handler.callbacks.insert(0, ThroughputCallback())
     trainer.add_callback(InterruptCallback())
     if quiet.is_quiet():  # one rich line instead of tqdm and printed log dicts
-        trainer.remove_callback(ProgressCallback)
+        for noisy in (ProgressCallback, PrinterCallback):  # quiet logging makes transformers pick the printer
+            trainer.remove_callback(noisy)
         trainer.add_callback(TrainProgress())
     meta = {
         "train_dir": train_data,
