@@ -215,3 +215,42 @@ def test_a_build_failing_while_writing_leaves_the_earlier_train_dir_whole(
         build(src, out, BuildConfig(seed=2, vocab_size=1000), overwrite=True)
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no work dir left
+
+
+def test_build_refuses_rows_that_were_never_annotated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tmp_path / "raw.jsonl"
+    io.write_jsonl([{"prompt": f"Question {i}?", "response": f"Answer {i}."} for i in range(20)], raw)
+    with pytest.raises(
+        TreasureError, match=r"raw\.jsonl: has no marker values: run `treasure annotate` first"
+    ):
+        build(raw, tmp_path / "t", BuildConfig(tokenizer=None))
+    # a source column alone (set by the reader) does not make the rows annotated
+    sourced = tmp_path / "sourced.jsonl"
+    io.write_jsonl(
+        [{"prompt": f"Q{i}?", "response": f"A{i}.", "source": "Human"} for i in range(20)], sourced
+    )
+    with pytest.raises(TreasureError, match="has no marker values"):
+        build(sourced, tmp_path / "t", BuildConfig(tokenizer=None))
+    with pytest.raises(SystemExit) as info:
+        main(["build", str(raw), "-o", str(tmp_path / "t"), "--tokenizer", "none"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "run `treasure annotate` first" in err
+    assert not (tmp_path / "t").exists()
+    # a baseline needs no markers
+    out = build(raw, tmp_path / "base", BuildConfig(baseline=True, tokenizer=None)).path
+    assert (out / "build.json").is_file()
+
+
+def test_build_warns_about_markers_absent_in_every_row(caplog: pytest.LogCaptureFixture) -> None:
+    rows = synthetic_rows(30).remove_columns(["style"])
+    with caplog.at_level("WARNING", logger="treasure.build"):
+        build_rows(rows, TAX, BuildConfig(markers=("task", "style"), tokenizer=None))
+    assert "marker(s) style have no value in any row" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="treasure.build"):
+        build_rows(rows, TAX, BuildConfig(markers=("task",), tokenizer=None))
+    assert caplog.text == ""
+    with pytest.raises(TreasureError, match=r"no marker values \(asked for: style\)"):
+        build_rows(rows, TAX, BuildConfig(markers=("style",), tokenizer=None))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -27,6 +28,12 @@ from treasure.errors import TreasureError
 from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
 from treasure.tiny import MarkerTokens, TokenizerConfig, marker_token_strings, train_tokenizer
+
+log = logging.getLogger(__name__)
+
+# markers the reader itself sets (`io.load(source=...)`, a `source` column): values there do not show that
+# the rows were annotated
+LOADER_SET = frozenset({"source"})
 
 
 @dataclass
@@ -127,10 +134,38 @@ def build_messages(
     return messages, counts
 
 
-def build_rows(ds: datasets.Dataset, tax: Taxonomy, config: BuildConfig) -> BuildResult:
-    """Build train/validation splits from annotated rows; the report holds the realised dropout rates."""
+def check_marked(ds: datasets.Dataset, names: Sequence[str], config: BuildConfig, path: str) -> None:
+    """A marked build needs marker values: raise `TreasureError` when no marker (besides loader-set ones
+    like `source`, unless asked for by name) has a value in any row; warn naming markers absent in every row.
+    """
+    if config.baseline:
+        return
+    valued = [n for n in names if n in ds.column_names and any(v is not None for v in ds[n])]
+    informative = [n for n in valued if n not in LOADER_SET or config.markers]
+    if not informative:
+        asked = f" (asked for: {', '.join(names)})" if config.markers else ""
+        raise TreasureError(
+            f"{path}: has no marker values{asked}: run `treasure annotate` first "
+            "(or build a baseline with `--baseline`)"
+        )
+    absent = [n for n in names if n not in valued and (n not in LOADER_SET or config.markers)]
+    if absent:
+        log.warning(
+            "%s: marker(s) %s have no value in any row; the model will not learn them",
+            path,
+            ", ".join(absent),
+        )
+
+
+def build_rows(
+    ds: datasets.Dataset, tax: Taxonomy, config: BuildConfig, path: str = "<dataset>"
+) -> BuildResult:
+    """Build train/validation splits from annotated rows; the report holds the realised dropout rates.
+
+    A marked build of rows without marker values raises `TreasureError` (`check_marked`)."""
     config.check(tax)
     names = list(config.markers) if config.markers else [n for n in tax.names if n in ds.column_names]
+    check_marked(ds, names, config, path)
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "validation": []}
     totals = {"rows_with_markers": 0, "rows_dropped": 0, "markers_seen": 0, "markers_kept": 0}
     for row in ds:
@@ -238,7 +273,7 @@ def build(
         raise TreasureError(f"{out}: already holds a training set; pass `overwrite` to replace it")
     annotated = AnnotatedData.load(input_path)
     ds, tax = annotated.rows(), annotated.taxonomy
-    result = build_rows(ds, tax, config)
+    result = build_rows(ds, tax, config, str(input_path))
     report = result.report
     report["input"] = {"path": str(input_path), "sha256": dataset_hash(ds)}
     report["template_overhead"] = template_overhead(result.train, tax, config)
