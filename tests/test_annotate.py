@@ -249,3 +249,27 @@ def test_train_quality_reports_holdout_and_saves(tmp_path):
     assert -1 <= report["pearson"] <= 1
     weights = np.load(tmp_path / "q.npz")
     assert weights["coef"].shape == (384,)
+
+
+def test_a_marker_with_one_value_in_every_row_is_warned_about_with_the_fix(caplog):
+    words = ["One short answer.", "Two short answers here.", "A third, a little longer, answer text."]
+    ds = datasets.Dataset.from_dict(
+        {
+            "id": [f"r{i}" for i in range(6)],
+            "prompt": ["Say something."] * 6,
+            "response": [words[i % 3] * (1 + i) for i in range(6)],
+            "language": ["English", "French"] * 3,  # given: two values, no warning
+            "source": ["Human"] * 6,  # one value per file is what source is for
+        }
+    )
+    with caplog.at_level("WARNING", logger="treasure.annotate.pipeline"):
+        out = annotate(ds, AnnotateConfig(annotators=("rules",))).dataset
+    assert set(out["length_bucket"]) == {"concise"}
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert "marker length_bucket is 'concise' in all 6 rows" in lines[0]
+    assert "--length-buckets quantile" in lines[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="treasure.annotate.pipeline"):
+        annotate(ds, AnnotateConfig(annotators=("rules",), length_buckets="quantile"))
+    assert caplog.records == []

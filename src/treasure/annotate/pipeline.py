@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -40,6 +41,10 @@ from treasure.taxonomy import Taxonomy
 
 # nulls in these mean "absent by design", not "could not label"
 ABSENT_OK = {"code_type", "format"}
+# one value for every row is what these are for (`--source` labels a whole file)
+ONE_VALUE_OK = {"source"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -176,6 +181,41 @@ def finalize(
     return ds, tax, thresholds
 
 
+def single_values(ds: datasets.Dataset, tax: Taxonomy) -> dict[str, Any]:
+    """Categorical/ordinal markers whose every row holds the same value (marker → that value)."""
+    out: dict[str, Any] = {}
+    if len(ds) < 2:
+        return out
+    for name, marker in tax.markers.items():
+        if (
+            name in ONE_VALUE_OK
+            or marker.kind not in ("categorical", "ordinal")
+            or name not in ds.column_names
+        ):
+            continue
+        values = set(ds[name])
+        if len(values) == 1 and None not in values:
+            out[name] = values.pop()
+    return out
+
+
+def warn_single_values(ds: datasets.Dataset, tax: Taxonomy) -> dict[str, Any]:
+    """Log one warning per marker that ended with one value over all rows (the model learns nothing from it),
+    with the fix; returns those markers and values."""
+    found = single_values(ds, tax)
+    for name, value in found.items():
+        if name == "length_bucket":
+            fix = (
+                "use `--length-buckets quantile` (thresholds from the data's tertiles) or set its thresholds"
+            )
+        else:
+            fix = "add rows with other values, or leave it out of the build (`treasure build --markers ...`)"
+        log.warning(
+            "marker %s is %r in all %d rows, so the model cannot learn it: %s", name, value, len(ds), fix
+        )
+    return found
+
+
 def _set_column(ds: datasets.Dataset, name: str, values: Sequence[Any]) -> datasets.Dataset:
     column = pa.array(values, type=pa.string())
     table = ds.data.table
@@ -218,6 +258,7 @@ def annotate(
         out = run_local(ds, config, work_dir, resume)
     mapped = time.perf_counter()
     out, tax, thresholds = finalize(out, config)
+    warn_single_values(out, tax)
     steps = cached_steps(config)
     produced = [c for s in steps for c in s.produces if not c.startswith("_")]
     unlabelled = {
