@@ -273,3 +273,27 @@ def test_a_marker_with_one_value_in_every_row_is_warned_about_with_the_fix(caplo
     with caplog.at_level("WARNING", logger="treasure.annotate.pipeline"):
         annotate(ds, AnnotateConfig(annotators=("rules",), length_buckets="quantile"))
     assert caplog.records == []
+
+
+def test_source_option_switches_its_annotator_on(caplog):
+    with caplog.at_level("WARNING", logger="treasure.annotate.config"):
+        config = AnnotateConfig(annotators=("rules",), source=SourceConfig(value="Synthetic"))
+    assert config.annotators == ("rules", "source")
+    assert "--source given: running the source annotator too" in caplog.text
+    ds = datasets.Dataset.from_dict(
+        {"id": ["a", "b"], "prompt": ["Hi."] * 2, "response": ["Hello.", "Hey."], "language": ["English"] * 2}
+    )
+    assert annotate(ds, config).dataset["source"] == ["Synthetic", "Synthetic"]
+
+
+def test_llm_options_without_the_llm_annotator_fail_with_the_fix(tmp_path, sample_jsonl, capsys):
+    from treasure.annotate.llm import LLMConfig
+
+    with pytest.raises(TreasureError, match=r"llm annotator is off: add llm to annotators"):
+        AnnotateConfig(annotators=("rules",), llm=LLMConfig(endpoint="http://127.0.0.1:9/v1", model="m"))
+    command = ["annotate", str(sample_jsonl), "-o", str(tmp_path / "o.jsonl"), "--annotators", "rules"]
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--llm-endpoint", "http://127.0.0.1:9/v1", "--llm-model", "m", "--quiet"])
+    assert done.value.code == 1
+    assert "--annotators rules,llm" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()

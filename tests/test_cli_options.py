@@ -119,7 +119,16 @@ def test_optional_group_is_built_only_when_used(tmp_path: Path) -> None:
     config = _run(AnnotateFileConfig, ["--field", "prompt=question", "--source-map", "gpt=Synthetic"])
     assert config.annotate.llm is None and config.fields == {"prompt": "question"}
     assert config.annotate.source.mapping == {"gpt": "Synthetic"}
-    argv = ["--llm-endpoint", "http://x/v1", "--llm-model", "m", "--llm-concurrency", "9"]
+    argv = [
+        "--llm-endpoint",
+        "http://x/v1",
+        "--llm-model",
+        "m",
+        "--llm-concurrency",
+        "9",
+        "--annotators",
+        "llm",
+    ]
     config = _run(AnnotateFileConfig, argv)
     assert (config.annotate.llm.endpoint, config.annotate.llm.model) == ("http://x/v1", "m")
     assert config.annotate.llm.concurrency == 9 and config.annotate.llm.max_tokens == 96
@@ -128,10 +137,14 @@ def test_optional_group_is_built_only_when_used(tmp_path: Path) -> None:
     with pytest.raises(typer.BadParameter, match="expected NAME=VALUE"):
         _run(AnnotateFileConfig, ["--field", "prompt"])
     recipe = tmp_path / "annotate.yaml"  # the YAML file and the options complete the optional config together
-    recipe.write_text("annotate: {llm: {endpoint: 'http://y/v1'}}\n")
+    recipe.write_text("annotate: {annotators: [rules, llm], llm: {endpoint: 'http://y/v1'}}\n")
     config = _run(AnnotateFileConfig, ["-c", str(recipe), "--llm-model", "m"])
     assert (config.annotate.llm.endpoint, config.annotate.llm.model) == ("http://y/v1", "m")
     with pytest.raises(typer.BadParameter, match=r"go together \(--llm-endpoint was given\)"):
+        _run(AnnotateFileConfig, ["-c", str(recipe)])
+    # a YAML config gets the same checks as the options: llm settings need the llm annotator
+    recipe.write_text("annotate: {annotators: [rules], llm: {endpoint: 'http://y/v1', model: m}}\n")
+    with pytest.raises(TreasureError, match="llm annotator is off: add llm to annotators"):
         _run(AnnotateFileConfig, ["-c", str(recipe)])
 
 

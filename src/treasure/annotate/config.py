@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
@@ -20,6 +21,8 @@ from treasure.annotate.stats import StatsConfig
 from treasure.errors import TreasureError
 from treasure.knobs import group, knob
 from treasure.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,15 @@ class AnnotateConfig:
             raise TreasureError(f"unknown annotator(s) {', '.join(unknown)}; valid: {', '.join(ANNOTATORS)}")
         if "llm" in self.annotators and self.llm is None:
             raise TreasureError("the llm annotator needs `llm` (an LLMConfig: endpoint and model)")
+        if self.llm is not None and "llm" not in self.annotators:  # an LLM call costs money: not implied
+            raise TreasureError(
+                "llm options (endpoint, model) are set but the llm annotator is off: add llm to "
+                f"annotators (--annotators {','.join((*self.annotators, 'llm'))}) or drop the llm options"
+            )
+        if (self.source.value or self.source.from_field) and "source" not in self.annotators:
+            option = "--source" if self.source.value else "--source-field"
+            log.warning("%s given: running the source annotator too (it was not in annotators)", option)
+            object.__setattr__(self, "annotators", (*self.annotators, "source"))
         if self.engine not in ("local", "ray"):
             raise TreasureError(f"engine must be local or ray, got {self.engine!r}")
         if self.length_buckets not in ("taxonomy", "quantile"):
