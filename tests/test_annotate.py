@@ -297,3 +297,31 @@ def test_llm_options_without_the_llm_annotator_fail_with_the_fix(tmp_path, sampl
     assert done.value.code == 1
     assert "--annotators rules,llm" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_rejects_file_keeps_the_raw_record_or_line(tmp_path):
+    from treasure.annotate import AnnotateFileConfig, annotate_file
+    from treasure.annotate.pipeline import check_rows
+
+    src = tmp_path / "in.jsonl"
+    good = [
+        {"id": f"r{i}", "prompt": "Hi.", "response": f"Hello {i}.", "language": "English"} for i in range(4)
+    ]
+    lines = [json.dumps(r) for r in good]
+    lines.insert(2, '{"prompt": "cut off", "response": ')
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = AnnotateFileConfig(annotate=AnnotateConfig(annotators=("rules",)), max_reject_rate=0.5)
+    annotated = annotate_file(src, tmp_path / "out.jsonl", config)
+    [reject] = [json.loads(line) for line in annotated.rejects_file.read_text("utf-8").splitlines()]
+    assert reject["line"] == 3 and reject["record"] == '{"prompt": "cut off", "response": '
+    # rows dropped after reading (a prompt that is not text) keep the row as read
+    ds = datasets.Dataset.from_dict(
+        {
+            "id": ["a", "b"],
+            "prompt": ["Hi.", None],
+            "response": ["Yo.", "Yo."],
+            "input_columns": [None, '{"n": 1}'],
+        }
+    )
+    kept, [bad] = check_rows(ds)
+    assert len(kept) == 1 and bad.raw == {"id": "b", "response": "Yo.", "n": 1}

@@ -216,6 +216,14 @@ def test_skip_invalid_keeps_every_valid_row_and_writes_rejects(tmp_path):
         (2, None), (3, "output"), (4, "output"), (5, None), (6, None), (8, None), (9, "style")
     ]  # fmt: skip
     assert rejects[2]["record"] == {**GOOD, "output": 42}  # the raw record travels with its error
+    # a line that could not be parsed keeps its text
+    assert rejects[0]["record"] == '{"instruction": "x", "output": '
+    assert rejects[3]["record"] == '{"instruction": "caf\ufffd", "output": "x"}'  # bad bytes as U+FFFD
+    assert rejects[4]["record"].startswith('{"instruction": "Say hi"')
+    assert rejects[4]["record"].endswith("xxx... [cut]")  # over the size limit: its start
+    assert len(rejects[4]["record"]) < io.REJECT_RAW_CHARS + 100
+    assert rejects[5]["record"] == [1, 2]
+    assert all(r["record"] is not None for r in rejects)
     custom = io.load(path, preset="alpaca", skip_invalid=True, rejects_path=tmp_path / "out" / "rej.jsonl")
     assert custom.rejects_path.exists() and len(custom.rejects_path.read_text().splitlines()) == 7
 

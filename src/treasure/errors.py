@@ -20,12 +20,20 @@ class MarkerError(TreasureError, ValueError):
 
 
 class DataError(TreasureError):
-    """A dataset row or file is malformed; the message names the file, line and field."""
+    """A dataset row or file is malformed; the message names the file, line and field; `raw` holds the
+    record or the line text as read, when there is one."""
 
     def __init__(
-        self, path: str, message: str, line: int | None = None, field: str | None = None, unit: str = "line"
+        self,
+        path: str,
+        message: str,
+        line: int | None = None,
+        field: str | None = None,
+        unit: str = "line",
+        raw: object = None,
     ):
         self.path, self.line, self.field, self.reason = str(path), line, field, message
+        self.raw = raw  # the record or line text as read, when there is one (for the rejects file)
         if line is None:
             where = self.path
         else:

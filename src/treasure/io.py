@@ -29,6 +29,9 @@ from treasure.errors import DataError, MarkerError, TreasureError
 from treasure.taxonomy import Taxonomy
 
 MAX_ROW_BYTES = 1_000_000
+REJECT_RAW_CHARS = (
+    10_000  # a rejected row over the size limit keeps this much of its text in the rejects file
+)
 FASTCHAT_PREAMBLE_END = "### Instruction:"
 ROLE_ALIASES = {
     "human": "user",
@@ -107,10 +110,18 @@ def iter_records(path: str | Path, max_row_bytes: int = MAX_ROW_BYTES) -> Iterat
                         f"row is {size} bytes, over the limit of {max_row_bytes}",
                         number,
                         unit=unit,
+                        raw=_clip(json.dumps(record, ensure_ascii=False, default=str)),
                     )
             yield number, record
     except (OSError, EOFError, zlib.error) as exc:  # truncated or corrupt .gz, unreadable file
         raise DataError(str(path), f"cannot read file: {exc}") from None
+
+
+def _clip(text: str) -> str:
+    """`text`, cut to `REJECT_RAW_CHARS` (with a note) for the rejects file."""
+    if len(text) <= REJECT_RAW_CHARS:
+        return text
+    return text[:REJECT_RAW_CHARS] + "... [cut]"
 
 
 def _size(record: Any) -> int:
@@ -128,17 +139,21 @@ def _iter_jsonl(path: Path, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[tupl
             seen = True
             if len(raw) > max_row_bytes:
                 message = f"row is {len(raw)} bytes, over the limit of {max_row_bytes}"
-                yield number, DataError(str(path), message, number)
+                text = _clip(raw[: REJECT_RAW_CHARS * 4].decode("utf-8", errors="replace").rstrip("\r\n"))
+                yield number, DataError(str(path), message, number, raw=text)
                 continue
             try:
                 text = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:
-                yield number, DataError(str(path), f"invalid UTF-8 at byte {exc.start} of the line", number)
+                message = f"invalid UTF-8 at byte {exc.start} of the line"
+                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")  # undecodable bytes as U+FFFD
+                yield number, DataError(str(path), message, number, raw=text)
                 continue
             try:
                 yield number, json.loads(text)
             except json.JSONDecodeError as exc:
-                yield number, DataError(str(path), f"invalid JSON: {exc.msg} (column {exc.colno})", number)
+                message = f"invalid JSON: {exc.msg} (column {exc.colno})"
+                yield number, DataError(str(path), message, number, raw=text)
     if not seen:
         raise DataError(str(path), "empty file: no rows")
 
@@ -188,7 +203,7 @@ def _iter_csv(path: Path) -> Iterator[tuple[int, Any]]:
             seen = True
             if len(cells) != len(header):
                 message = f"has {len(cells)} fields, the header has {len(header)}"
-                yield line, DataError(str(path), message, line)
+                yield line, DataError(str(path), message, line, raw=cells)
                 continue
             yield line, dict(zip(header, cells, strict=True))
     except csv.Error as exc:
@@ -453,7 +468,9 @@ def load(
     Without `skip_invalid` the first bad row raises `DataError` (file:line: field: problem). With it,
     bad rows are skipped, counted and (unless `write_rejects` is False) written to `rejects_path`
     (default: `<path>.rejects.jsonl`), one JSON object per rejected row with its file, line, field,
-    error and raw record. A file with no valid row at all raises `DataError`.
+    error and raw record (the record as read, or the line's text when it could not be parsed: invalid
+    JSON or UTF-8, a row over the size limit cut to `REJECT_RAW_CHARS`). A file with no valid row at all
+    raises `DataError`.
     """
     path = Path(path)
     tax = taxonomy or Taxonomy.default()
@@ -471,8 +488,8 @@ def load(
             if preset is None:
                 preset = _detect(path, number, record, fields, unit)
             row = normalise(record, preset, fields, tax, source)
-        except DataError as exc:
-            error, raw = exc, None
+        except DataError as exc:  # unreadable (its line text) or no preset detected (the record)
+            error, raw = exc, exc.raw if isinstance(record, DataError) else record
         except RowError as exc:
             error, raw = DataError(str(path), str(exc), number, exc.field, unit=unit), record
         else:

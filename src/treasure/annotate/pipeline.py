@@ -227,7 +227,8 @@ def _set_column(ds: datasets.Dataset, name: str, values: Sequence[Any]) -> datas
 
 
 def check_rows(ds: datasets.Dataset, path: str = "<dataset>") -> tuple[datasets.Dataset, list[DataError]]:
-    """Drop rows whose prompt/response is missing or not text; each becomes a DataError with its row."""
+    """Drop rows whose prompt/response is missing or not text; each becomes a DataError with its row (as
+    read, carried input fields back at the top, nulls left out) in `raw`."""
     for needed in ("prompt", "response"):
         if needed not in ds.column_names:
             raise DataError(path, f"no '{needed}' column; columns: {', '.join(ds.column_names)}")
@@ -241,7 +242,9 @@ def check_rows(ds: datasets.Dataset, path: str = "<dataset>") -> tuple[datasets.
         if problem is None:
             keep.append(i)
         else:
-            bad.append(DataError(path, f"missing or not text (id {ids[i]})", i + 1, problem, unit="row"))
+            row = {k: v for k, v in io.with_input_columns(ds[i]).items() if v is not None}
+            message = f"missing or not text (id {ids[i]})"
+            bad.append(DataError(path, message, i + 1, problem, unit="row", raw=row))
     return (ds if not bad else ds.select(keep)), bad
 
 
@@ -345,10 +348,11 @@ def annotate_file(input_path: Path, output: Path, config: AnnotateFileConfig) ->
     if bad:  # appended to what io.load wrote, in the same shape
         earlier = rejects.read_text(encoding="utf-8") if loaded.rejected and rejects.exists() else ""
         extra = [
-            {"file": e.path, "line": e.line, "field": e.field, "error": e.reason, "record": None} for e in bad
+            {"file": e.path, "line": e.line, "field": e.field, "error": e.reason, "record": e.raw}
+            for e in bad
         ]
         io.atomic_write_text(
-            rejects, earlier + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in extra)
+            rejects, earlier + "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in extra)
         )
     elif not rejected and rejects.exists():
         rejects.unlink()
