@@ -279,3 +279,32 @@ def test_budget_and_guidance_rows_on_tiny_models(
     assert {a["mode"] for a in adherence["examples"][0]["answers"]} == set(adherence["modes"])
     page = (out / "report.html").read_text("utf-8")
     assert "<td>+fixed +budget</td>" in page and "<td>+fixed G=2</td>" in page
+
+
+def test_adherence_markers_are_checked_before_any_weights_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from treasure.errors import MarkerError
+    from treasure.taxonomy import Taxonomy
+
+    def no_weights(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("weights would load here")
+
+    monkeypatch.setattr("treasure.generate.load_backend", no_weights)
+    model = tmp_path / "model"
+    model.mkdir()
+    Taxonomy.default().save(model / "taxonomy.yaml")
+    report = {"config": {"markers": ["length_bucket"]}, "n_train": 10, "n_validation": 1}
+    (model / "build.json").write_text(json.dumps(report), encoding="utf-8")
+    config = EvalConfig(model_dir=model, out_dir=tmp_path / "report", suites=("adherence",))
+    with pytest.raises(
+        MarkerError, match=r"adherence_markers: invalid value 'huge'.*valid: concise, medium, long"
+    ):
+        evaluate(replace(config, adherence_markers={"length_bucket": ("concise", "huge")}))
+    with pytest.raises(
+        MarkerError, match=r"not trained with marker\(s\) language; trained markers: length_bucket"
+    ):
+        evaluate(replace(config, adherence_markers={"language": ("French",)}))
+    assert not (tmp_path / "report").exists()  # nothing written before the check
+    with pytest.raises(RuntimeError, match="weights would load here"):  # valid ones get that far
+        evaluate(config)

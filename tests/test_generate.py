@@ -285,3 +285,49 @@ def test_length_bucket_controls_output_length(tiny_model_dir: Path) -> None:
     # 10.5 / 15.5 / 15.5 words): the margin is asserted end to end, the order in between
     assert medians["long"] >= 1.3 * medians["concise"], medians
     assert medians["concise"] < medians["medium"] <= medians["long"], medians
+
+
+def _weightless_model_dir(path: Path, trained: list[str] | None) -> Path:
+    """A model dir with treasure's small files only: taxonomy.yaml and build.json (no weights)."""
+    path.mkdir()
+    Taxonomy.default().save(path / "taxonomy.yaml")
+    report = {
+        "config": {"markers": trained, "baseline": False},
+        "markers": ["length_bucket", "source", "task"],
+    }
+    (path / "build.json").write_text(
+        json.dumps({**report, "n_train": 10, "n_validation": 1}), encoding="utf-8"
+    )
+    return path
+
+
+def test_cli_checks_markers_before_any_weights_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from treasure.generate import ModelMarkers
+
+    def no_weights(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("weights would load here")
+
+    monkeypatch.setattr("treasure.generate.load_backend", no_weights)
+    model = _weightless_model_dir(tmp_path / "model", ["length_bucket", "source"])
+    _register_commands()
+    base = ["generate", str(model), "-p", "hi"]
+    result = CliRunner().invoke(app, [*base, "--marker", "length_bucket=huge"])
+    assert isinstance(result.exception, MarkerError), result.exception
+    assert "valid: concise, medium, long" in str(result.exception)
+    result = CliRunner().invoke(app, [*base, "--marker", "task=Rewrite"])
+    assert isinstance(result.exception, MarkerError)
+    assert "not trained with marker(s) task; trained markers: length_bucket, source" in str(result.exception)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "hi", "markers": {"task": "Rewrite"}}\n', encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["generate", str(model), "--prompts", str(prompts), "--mode", "controlling"]
+    )
+    assert isinstance(result.exception, MarkerError)
+    assert str(result.exception).startswith(f"{prompts}: prompt a: model 'model' was not trained with")
+    # valid markers get as far as loading the weights
+    result = CliRunner().invoke(app, [*base, "--marker", "length_bucket=concise"])
+    assert "weights would load here" in str(result.exception)
+    # without config.markers, the markers the build used are the trained ones
+    other = _weightless_model_dir(tmp_path / "all", None)
+    assert ModelMarkers.of(other).trained == {"length_bucket", "source", "task"}
+    assert ModelMarkers.of(other).check({"task": "rewrite"}) == {"task": "Rewrite"}

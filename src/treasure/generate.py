@@ -37,7 +37,16 @@ from treasure.knobs import knob
 from treasure.special_tokens import Defuser
 from treasure.taxonomy import Taxonomy
 
-__all__ = ["MODES", "AnswerFilter", "Generation", "GenerationConfig", "Generator", "Mode", "Prepared"]
+__all__ = [
+    "MODES",
+    "AnswerFilter",
+    "Generation",
+    "GenerationConfig",
+    "Generator",
+    "Mode",
+    "ModelMarkers",
+    "Prepared",
+]
 
 Mode = Literal["conditioning", "controlling", "fixed"]
 MODES: tuple[str, ...] = ("conditioning", "controlling", "fixed")
@@ -65,6 +74,60 @@ class GenerateConfig:
             raise TreasureError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.backend == "vllm":  # refused before an engine is loaded for nothing
             refuse_guidance(self.generation, "vLLM")
+
+
+@dataclass(frozen=True)
+class ModelMarkers:
+    """What a model dir says about markers, read from its small files only (taxonomy.yaml, build.json,
+    train.json; no weights), so that given markers are checked before a model loads.
+
+    `trained`: the markers the model was trained with (build.json `config.markers`, else the markers the
+    build used), None when unknown. A registry name is a base model: default taxonomy, no markers.
+    """
+
+    name: str
+    taxonomy: Taxonomy
+    marked: bool = True
+    trained: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, model: str | Path) -> ModelMarkers:
+        """Read them from a model dir (or a registry name, without preparing it)."""
+        if str(model) in models.REGISTRY:
+            return cls(str(model), Taxonomy.default(), marked=False, trained=frozenset())
+        model_dir = ModelDir.load(model)
+        report = model_dir.build_report
+        trained = None
+        if report is not None:
+            trained = report.trained_markers or frozenset(report.data.get("markers") or ()) or None
+        return cls(
+            model_dir.path.name,
+            model_dir.taxonomy or Taxonomy.default(),
+            model_dir.train_report.marked if model_dir.train_report else True,
+            trained,
+        )
+
+    def check(
+        self, markers: Mapping[str, Any] | None, mode: str = "controlling", strict: bool = False
+    ) -> dict[str, Any]:
+        """The given markers, canonical; `MarkerError` (with the valid values or the trained markers) or
+        `TreasureError` for what `Generator.prepare` would refuse, and for markers the model never saw."""
+        given = dict(markers or {})
+        if mode == "conditioning" and given:
+            raise MarkerError("conditioning mode takes no markers; use mode 'controlling' to set markers")
+        given = self.taxonomy.user_markers(given)
+        if not self.marked and (given or strict):
+            raise TreasureError(
+                f"model '{self.name}' was trained without markers (train.json marked=false): "
+                "it can only run in conditioning mode without --strict"
+            )
+        unknown = sorted(set(given) - self.trained) if self.trained is not None else []
+        if unknown:
+            raise MarkerError(
+                f"model '{self.name}' was not trained with marker(s) {', '.join(unknown)}; "
+                f"trained markers: {', '.join(sorted(self.trained or ())) or 'none'}"
+            )
+        return given
 
 
 @dataclass

@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from treasure.cli import console
 from treasure.cli._from_config import command, name_values, parameter
-from treasure.errors import TreasureError
-from treasure.generate import GenerateConfig, Generator, output_row, read_prompts
+from treasure.errors import MarkerError, TreasureError
+from treasure.generate import GenerateConfig, Generator, ModelMarkers, output_row, read_prompts
 from treasure.io import write_jsonl
 
 IO = [
@@ -66,13 +66,20 @@ def generate_command(
         )
     given = name_values(marker) or None
     mode = config.mode or ("controlling" if given else "conditioning")
-    generator = Generator.from_model_dir(model_dir, backend=config.backend)
+    # markers are checked against the model dir's taxonomy and trained markers before any weights load
+    known = ModelMarkers.of(model_dir)
     rows = (
-        read_prompts(prompts, generator.taxonomy)
-        if prompts
-        else [{"id": "0", "prompt": prompt, "markers": None}]
+        read_prompts(prompts, known.taxonomy) if prompts else [{"id": "0", "prompt": prompt, "markers": None}]
     )
     markers = [{**(row["markers"] or {}), **(given or {})} or None for row in rows]
+    for row, row_markers in zip(rows, markers, strict=True):
+        try:
+            known.check(row_markers, mode, config.strict)
+        except MarkerError as exc:
+            raise MarkerError(
+                f"{prompts}: prompt {row['id']}: {exc}" if row["markers"] else str(exc)
+            ) from None
+    generator = Generator.from_model_dir(model_dir, backend=config.backend)
     texts = [row["prompt"] for row in rows]
     if prompts is not None:
         columns = (TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

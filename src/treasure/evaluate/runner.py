@@ -8,17 +8,30 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
-from treasure.errors import TreasureError
+from treasure.errors import MarkerError, TreasureError
 from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.context import EvalContext
 from treasure.evaluate.report import write_report
 from treasure.evaluate.suite import section_key
 from treasure.evaluate.suites import resolve
+from treasure.generate import ModelMarkers
 from treasure.io import atomic_write_text
 
 
 def _jsonable(config: EvalConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(config), default=str))
+
+
+def check_adherence_markers(config: EvalConfig) -> None:
+    """Raise `MarkerError` for an adherence marker or value the model dir's taxonomy does not allow or the
+    model was not trained with, from its small files, before any weights load (`ModelMarkers`)."""
+    known = ModelMarkers.of(config.model_dir)
+    for marker, values in config.adherence_markers.items():
+        for value in values:
+            try:
+                known.check({marker: value}, "controlling")
+            except MarkerError as exc:
+                raise MarkerError(f"adherence_markers: {exc}") from None
 
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
@@ -27,6 +40,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     for path in (config.model_dir, config.baseline_dir):
         if path is not None and not path.is_dir():
             raise TreasureError(f"{path}: model dir not found")
+    if any(suite.name == "adherence" for suite in suites):
+        check_adherence_markers(config)
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(config)
