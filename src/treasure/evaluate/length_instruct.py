@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from treasure.backends import GenerationConfig
+from treasure.budget import count_words as words  # AlpacaEval-LI's count, the one the budget keeps
 from treasure.evaluate.config import EvalConfig, guidance_label
 from treasure.evaluate.judge import Judge, win_rate
 from treasure.evaluate.prompts import EvalPrompt
@@ -47,11 +48,6 @@ def extra_rows(config: EvalConfig) -> list[tuple[str, str, GenerationConfig]]:
         guided = replace(config.generation, guidance=scale)
         rows.append((f"fixed-g{scale:g}", f"+fixed {guidance_label(scale)}", guided))
     return rows
-
-
-def words(text: str) -> int:
-    """Word count as AlpacaEval-LI counts it (whitespace-separated)."""
-    return len(text.split())
 
 
 def limit_scale(config: EvalConfig, stats: dict[str, Any], prompts: Sequence[EvalPrompt]) -> float:
