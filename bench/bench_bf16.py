@@ -28,18 +28,9 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from treasure import models
+from treasure.precision import cpu_has_native_bf16
 
 RESULTS = Path(__file__).parent / "results" / "bf16.json"
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux `/proc/cpuinfo`; empty elsewhere)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
 
 
 def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
@@ -77,8 +68,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    flags = cpu_flags()
-    native = bool({"avx512_bf16", "amx_bf16"} & flags)
+    native = cpu_has_native_bf16()
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     path = models.prepare("smollm2-135m")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)

@@ -11,11 +11,38 @@ from rich.console import Console
 
 from treasure.demo import RECIPES, DemoConfig, run_stage, select_rows
 from treasure.errors import TreasureError
-from treasure.taxonomy import Taxonomy
+from treasure.taxonomy import Taxonomy, with_thresholds
 
 
 def band_of(words: int, bands: tuple[tuple[int, int], ...]) -> int:
     return next(i for i, (lo, hi) in enumerate(bands) if lo <= words <= hi)
+
+
+def test_length_bucket_thresholds_fall_between_the_response_bands(tmp_path: Path) -> None:
+    """The demo's length_bucket cuts separate its English bands; all-row tertiles would not (the short
+    cross-lingual answers fill the middle)."""
+    from treasure import io
+    from treasure.annotate.buckets import quantile_thresholds
+    from treasure.demo import banded_thresholds
+
+    spec = RECIPES["smollm2"]
+    ds, _, _ = select_rows(spec, seed=0)
+    io.save(ds.remove_columns(["file"]), tmp_path / "rows.jsonl")
+    cuts = banded_thresholds(tmp_path / "rows.jsonl")
+    marker = with_thresholds(Taxonomy.default(), "length_bucket", cuts)["length_bucket"]
+    english = [r["response"] for r in ds if r["language"] is None]
+    bucket = [marker.values.index(marker.bucket_of(n)) for _, n in _tokens(english)]
+    band = [band_of(len(t.split()), spec.response_bands) for t in english]
+    assert sum(b == k for b, k in zip(bucket, band, strict=True)) / len(band) >= 0.97
+    everything = quantile_thresholds([n for _, n in _tokens(list(ds["response"]))], 3)
+    assert everything[1] < cuts[1] * 0.6  # what the all-row tertiles did
+
+
+def _tokens(texts: list[str]) -> list[tuple[str, int]]:
+    from treasure.annotate.rules import LengthCounter
+
+    counter = LengthCounter()
+    return [(t, counter.count(t, "English")[0]) for t in texts]
 
 
 def test_smollm2_recipe_rows_are_banded_crosslingual_and_seeded() -> None:
@@ -47,8 +74,10 @@ def test_crosslingual_rows_share_one_english_prompt_per_item() -> None:
     assert len(items) == 20
     for group in items.values():
         assert [r["language"] for r in group] == list(config.languages)
-        base = {r["prompt"].split("\n\n")[0] for r in group}
-        assert len(base) == 1  # the same English context sentence for every language
+        base = {r["prompt"].split("?")[0] for r in group}
+        assert len(base) == 1  # the same English question for every language
+        english = group[0]["response"]
+        assert english not in group[0]["prompt"]  # the answer is not a copy of the prompt
         assert all(config.min_words <= len(r["response"].split()) <= config.max_words for r in group)
     detector = LanguageAnnotator(Taxonomy.default())
     detected = [detector.detect(r["response"]) for r in rows]

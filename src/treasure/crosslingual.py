@@ -1,10 +1,12 @@
 """Cross-lingual training rows from parallel QA data (XQuAD aligned across languages).
 
 Rows whose prompt and answer share a language teach a model to follow the prompt's language, not the
-`language` marker. Here one English prompt (the sentence of the English paragraph that holds the answer,
-then the question) gets the answer-bearing sentence of the *same* paragraph in each target language as its
-response, so the same prompt appears in several languages and only the marker tells them apart. The
-response sentences are professional translations (XQuAD), not machine output.
+`language` marker. Here one English prompt (the item's English question) gets the answer-bearing sentence
+of the *same* paragraph in each target language as its response, so the same prompt appears in several
+languages and only the marker tells them apart. The response sentences are professional translations
+(XQuAD), not machine output. The paragraph is not in the prompt: with it, the English answer is a sentence
+the prompt already holds, and 250 such rows taught the demo's model to repeat its prompt (measured,
+docs/smollm2-demo-experiments.md no. 6).
 
 A share of the rows also asks for the language in plain words ("Answer in Spanish."), so the model learns
 to infer the marker from such a request too (the paper's language protocol keeps the request in the prompt).
@@ -92,7 +94,7 @@ def crosslingual_rows(
         if any(t is None or not config.min_words <= len(t.split()) <= config.max_words for t in texts):
             continue
         taken += 1
-        prompt = f"{english}\n\n{item['en']['question'].strip()}"
+        prompt = item["en"]["question"].strip()
         for lang, answer in answers.items():
             asked = prompt
             if lang != "English" and rng.random() < config.request_share:

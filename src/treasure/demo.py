@@ -28,6 +28,7 @@ from treasure import io, models
 from treasure.bundled import load_bundled
 from treasure.errors import TreasureError
 from treasure.knobs import knob
+from treasure.taxonomy import Taxonomy, with_thresholds
 
 DONE = ".done"
 SHOWCASE_PROMPTS = (
@@ -357,14 +358,38 @@ def data_summary(console: Console, out: Path, config: DemoConfig) -> dict[str, A
 
 
 def annotate_stage(data_file: Path, out: Path, console: Console) -> dict[str, Any]:
-    """Annotate with the embedded annotators (quantile length buckets) and print the distribution."""
+    """Annotate with the embedded annotators and print the distribution.
+
+    `length_bucket` thresholds are the tertiles of the English banded rows' `length_tokens`, so they fall
+    in the gaps between the response bands. Tertiles of all rows would not: the one-sentence cross-lingual
+    answers (median 24 words) filled the `medium` bucket and pulled `long` down to 40 words (measured,
+    docs/smollm2-demo-experiments.md no. 7).
+    """
     from treasure.annotate import AnnotateConfig, AnnotateFileConfig, annotate_file
 
-    annotate = AnnotateConfig(length_buckets="quantile", num_proc=2, progress=True)
+    cuts = banded_thresholds(data_file)
+    console.print(f"length_bucket thresholds (tertiles of the English banded rows): {cuts} tokens")
+    taxonomy = with_thresholds(Taxonomy.default(), "length_bucket", cuts)
+    annotate = AnnotateConfig(taxonomy=taxonomy, num_proc=2, progress=True)
     config = AnnotateFileConfig(annotate=annotate, overwrite=True)  # a stage is redone whole
     stats = annotate_file(data_file, out / "rows.jsonl", config).stats
     console.print(marker_table(stats.data))
     return {"rows": stats.n_rows, "thresholds": stats.thresholds}
+
+
+def banded_thresholds(data_file: Path) -> tuple[int, ...]:
+    """Tertile cut points of `length_tokens` (the annotator's count) over the rows without a given
+    language: the English rows drawn from the response bands and their length-contrast copies."""
+    from treasure.annotate.buckets import quantile_thresholds
+    from treasure.annotate.rules import LengthCounter
+
+    counter = LengthCounter()
+    lengths = [
+        counter.count(row["response"], "English")[0]
+        for _, row in io.iter_records(data_file)
+        if row.get("language") is None
+    ]
+    return quantile_thresholds(lengths, 3)
 
 
 def marker_table(stats: dict[str, Any], top: int = 6) -> Table:

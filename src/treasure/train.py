@@ -44,6 +44,7 @@ from treasure.artifacts import ModelDir, TrainDir, TrainReport
 from treasure.decision_loss import DecisionTokens, weighted_loss
 from treasure.errors import TreasureError
 from treasure.knobs import check_keys, knob, load_config_file
+from treasure.precision import default_bf16
 from treasure.taxonomy import Taxonomy
 from treasure.tiny import (
     CHAT_TEMPLATE,
@@ -79,8 +80,8 @@ class TrainConfig(SFTConfig):
     """One training run: treasure's own fields, and TRL's `SFTConfig` (with `TrainingArguments`) under its
     own field names. Fields with `knob` metadata are `treasure train` options; a recipe YAML (`from_file`)
     may set any field. Where treasure wants another default than SFTConfig's (CPU-friendly: no gradient
-    checkpointing, bf16 only on a bf16-capable GPU, length-grouped batches, no reporting) the field is
-    declared again here, as SFTConfig itself does with TrainingArguments' fields.
+    checkpointing, bf16 only where the GPU or CPU computes it natively, length-grouped batches, no
+    reporting) the field is declared again here, as SFTConfig itself does with TrainingArguments' fields.
 
     `output_dir` is MODEL_DIR. The trainer gets `training_args(config, …)`: this config with the run's
     checkpoint dir as `output_dir` and the strategies that follow from `eval_steps` and `save_steps`.
@@ -170,7 +171,11 @@ class TrainConfig(SFTConfig):
     save_steps: int = field(default=200, metadata=knob("Checkpoint every N steps (0: none)."))
     save_total_limit: int | None = 2
     bf16: bool | None = field(
-        default=None, metadata=knob("bf16 mixed precision (default: on with a bf16-capable GPU).")
+        default=None,
+        metadata=knob(
+            "bf16 mixed precision (default: on with a bf16-capable GPU, or on a CPU with native bf16: "
+            "AVX512-BF16 or AMX; fp32 elsewhere and for the from-scratch tiny model)."
+        ),
     )
     gradient_checkpointing: bool | None = field(
         default=None,
@@ -206,8 +211,10 @@ class TrainConfig(SFTConfig):
         ]
         if problems:
             raise TreasureError("invalid train options: " + "; ".join(problems))
-        if self.bf16 is None:
-            self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if self.bf16 is None:  # the from-scratch tiny model stays fp32: its length test fails in bf16
+            self.bf16 = default_bf16() and self.model != "tiny"
+        if self.bf16 and not torch.cuda.is_available():
+            self.use_cpu = True  # the trainer then autocasts to bf16 on the CPU
         if HAS_ACTIVATION_CHECKPOINTING:  # the new name wins; `gradient_checkpointing` then mirrors it
             if self.activation_checkpointing is None:
                 self.activation_checkpointing = bool(self.gradient_checkpointing)
@@ -392,7 +399,8 @@ def prepare_model(
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE.replace(END, tokenizer.eos_token)
-    dtype = torch.bfloat16 if config.bf16 else None
+    # On a GPU the weights load in bf16; on the CPU they stay fp32 and the trainer autocasts to bf16.
+    dtype = torch.bfloat16 if config.bf16 and torch.cuda.is_available() else None
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
