@@ -149,6 +149,23 @@ def test_extra_length_instruct_rows_and_guidance_scales_config():
         EvalConfig(model_dir=Path("m"), out_dir=Path("o"), guidance_scales=(-1.0,))
     with pytest.raises(TreasureError, match="needs the transformers backend, not vllm"):
         EvalConfig(model_dir=Path("m"), out_dir=Path("o"), guidance_scales=(2.0,), backend="vllm")
+    EvalConfig(model_dir=Path("m"), out_dir=Path("o"), guidance_scales=(2.0,), backend="auto")
+    with pytest.raises(TreasureError, match="backend 'vlm': one of transformers, vllm, auto"):
+        EvalConfig(model_dir=Path("m"), out_dir=Path("o"), backend="vlm")
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_auto_backend_is_vllm_where_installed_except_for_guidance(
+    installed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from treasure.backends import pick_backend
+
+    monkeypatch.setattr("treasure.backends.vllm_installed", lambda: installed)
+    plain, guided = GenerationConfig(), GenerationConfig(guidance=1.5)
+    assert pick_backend("auto", plain) == ("vllm" if installed else "transformers")
+    assert pick_backend("auto", replace(plain, length_budget=True)) == pick_backend("auto", plain)
+    assert pick_backend("auto", guided) == "transformers"
+    assert pick_backend("transformers", plain) == "transformers" and pick_backend("vllm", guided) == "vllm"
 
 
 def test_generation_run_key_holds_guidance_and_budget(tmp_path: Path):
@@ -156,7 +173,7 @@ def test_generation_run_key_holds_guidance_and_budget(tmp_path: Path):
     config = GenerationConfig(max_new_tokens=8, temperature=0.0)
     runs = GenerationRuns({"m": tmp_path}, tmp_path / "cache", config, progress=False)
     keys = {
-        runs.key("m", ["p"], "fixed", [None], False, c)
+        runs.key("m", ["p"], "fixed", [None], False, c, "transformers")
         for c in (
             config,
             replace(config, guidance=2.0),
@@ -166,7 +183,10 @@ def test_generation_run_key_holds_guidance_and_budget(tmp_path: Path):
         )
     }
     assert len(keys) == 5
-    assert runs.key("m", ["p"], "fixed", [None], False, replace(config)) in keys  # a function of the values
+    assert runs.key("m", ["p"], "fixed", [None], False, config, "vllm") not in keys
+    assert (
+        runs.key("m", ["p"], "fixed", [None], False, replace(config), "transformers") in keys
+    )  # a function of the values
 
 
 @pytest.mark.slow

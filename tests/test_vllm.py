@@ -1,8 +1,8 @@
 """The vLLM backend and `treasure serve` over vLLM, against the transformers backend (same greedy tokens).
 
-vLLM is optional: these tests run where it is installed (`make test` runs them in `.venv-vllm`, vLLM's CPU
-build) and are skipped elsewhere. One in-process engine serves the whole module; one vLLM OpenAI server
-(the production recipe's engine) is started for the upstream tests.
+vLLM is optional: these tests run where it is installed (`make venv` puts vLLM's CPU build into `.venv` on
+Linux x86_64 with AVX2) and are skipped elsewhere. One in-process engine serves the whole module; one vLLM
+OpenAI server (the production recipe's engine) is started for the upstream tests.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("vllm", reason="vLLM is not installed (make test runs these in .venv-vllm)")
+pytest.importorskip("vllm", reason="vLLM is not installed (make venv adds its CPU build on Linux x86_64)")
 
 import openai
 import uvicorn
@@ -27,6 +28,7 @@ from fixtures_server import _free_port, stop_server, wait_until_healthy
 from treasure.backends import GenerationConfig, Stop
 from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.runner import evaluate
+from treasure.evaluate.runs import GenerationRuns
 from treasure.generate import Generator
 from treasure.serve import ServeConfig, create_app
 
@@ -127,6 +129,19 @@ def test_evaluate_with_vllm_gives_the_transformers_numbers(tiny_model_dir: Path,
         results[backend] = evaluate(config)["suites"]
     assert results["vllm"] == results["transformers"]
     assert results["vllm"]["adherence"]["cells"]
+
+
+def test_auto_backend_runs_vllm_and_sends_guided_runs_to_transformers(
+    tiny_model_dir: Path, vllm_generator: Generator, tmp_path: Path
+) -> None:
+    runs = GenerationRuns({"marked": tiny_model_dir}, tmp_path, GREEDY, backend="auto", progress=False)
+    markers = [{"length_bucket": "long"}] * 4
+    plain = runs.run("plain", "marked", PROMPTS[:4], mode="controlling", markers=markers)
+    assert set(runs._generators) == {("marked", "vllm")}
+    runs.run("guided", "marked", PROMPTS[:4], "controlling", markers, config=replace(GREEDY, guidance=1.5))
+    assert set(runs._generators) == {("marked", "vllm"), ("marked", "transformers")}
+    alone = vllm_generator.generate(PROMPTS[:4], "controlling", markers, config=GREEDY)
+    assert [r["response"] for r in plain] == [g.response for g in alone]
 
 
 # ---------------------------------------------------------------------------- serving

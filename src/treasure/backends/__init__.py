@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import threading
 import time
@@ -14,6 +15,7 @@ from treasure.errors import TreasureError
 from treasure.knobs import knob
 
 BACKENDS = ("transformers", "vllm")
+AUTO = "auto"  # vLLM where it is installed and can honour the request, transformers otherwise
 
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
@@ -168,6 +170,19 @@ class Backend(Protocol):
     def check(self, config: GenerationConfig) -> None:
         """Refuse, with a `TreasureError`, options this backend cannot honour (e.g. marker guidance)."""
         ...
+
+
+def vllm_installed() -> bool:
+    """True when vLLM (or its CPU build) can be imported here."""
+    return importlib.util.find_spec("vllm") is not None
+
+
+def pick_backend(name: str, config: GenerationConfig) -> str:
+    """The backend that runs `config`: `name`, or for `auto` vLLM where it is installed and the request
+    needs nothing vLLM lacks (marker guidance runs two branches per token: transformers only)."""
+    if name != AUTO:
+        return name
+    return "vllm" if vllm_installed() and not config.guided else "transformers"
 
 
 def load_backend(name: str, model_dir: str | Path, **options: Any) -> Backend:

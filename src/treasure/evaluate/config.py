@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from treasure import models
-from treasure.backends import GenerationConfig
+from treasure.backends import AUTO, BACKENDS, GenerationConfig
 from treasure.errors import TreasureError
 from treasure.generate import MODES as GENERATION_MODES
 from treasure.knobs import group, knob
@@ -161,7 +161,13 @@ class EvalConfig:
         default_factory=lambda: GenerationConfig(max_new_tokens=200, temperature=0.0, batch_size=16),
         metadata=group(exclude=("seed",)),
     )
-    backend: str = field(default="transformers", metadata=knob("transformers or vllm."))
+    backend: str = field(
+        default="transformers",
+        metadata=knob(
+            "transformers, vllm, or auto: vLLM where it is installed, transformers for what vLLM cannot "
+            "do (marker guidance)."
+        ),
+    )
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -187,7 +193,9 @@ class EvalConfig:
             raise TreasureError(f"guidance_scales has a scale twice: {self.guidance_scales}")
         for scale in self.guidance_scales:
             replace(self.generation, guidance=scale)  # the decoder's own checks of the scale
-        if any(scale != 1.0 for scale in self.guidance_scales) and self.backend != "transformers":
+        if self.backend not in (*BACKENDS, AUTO):
+            raise TreasureError(f"backend {self.backend!r}: one of {', '.join((*BACKENDS, AUTO))}")
+        if any(scale != 1.0 for scale in self.guidance_scales) and self.backend == "vllm":
             raise TreasureError(
                 f"guidance_scales {self.guidance_scales}: marker guidance needs the transformers backend, "
                 f"not {self.backend}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from treasure.backends import GenerationConfig
+from treasure.backends import GenerationConfig, pick_backend
 from treasure.generate import Generator
 from treasure.io import atomic_write_text
 
@@ -34,7 +34,11 @@ def model_fingerprint(model_dir: Path) -> str:
 
 
 class GenerationRuns:
-    """Loads each model once and runs (cached) generations for the suites."""
+    """Loads each model once per backend and runs (cached) generations for the suites.
+
+    With `backend="auto"` each run goes to vLLM where it is installed and the run's decoding options
+    allow it, to transformers otherwise (`pick_backend`); a run's progress line names its backend.
+    """
 
     def __init__(
         self,
@@ -50,12 +54,16 @@ class GenerationRuns:
         self.backend = backend
         self.progress = progress
         self.fingerprints = {name: model_fingerprint(path) for name, path in self.models.items()}
-        self._generators: dict[str, Generator] = {}
+        self._generators: dict[tuple[str, str], Generator] = {}
 
-    def generator(self, model: str) -> Generator:
-        if model not in self._generators:
-            self._generators[model] = Generator.from_model_dir(self.models[model], backend=self.backend)
-        return self._generators[model]
+    def backend_for(self, config: GenerationConfig | None = None) -> str:
+        """The backend a run with `config` (default: the runs' own) goes to."""
+        return pick_backend(self.backend, config or self.config)
+
+    def generator(self, model: str, backend: str) -> Generator:
+        if (model, backend) not in self._generators:
+            self._generators[model, backend] = Generator.from_model_dir(self.models[model], backend=backend)
+        return self._generators[model, backend]
 
     def key(
         self,
@@ -65,11 +73,12 @@ class GenerationRuns:
         markers: Sequence[Mapping[str, Any] | None],
         strict: bool,
         config: GenerationConfig,
+        backend: str,
     ) -> str:
         """Hash of what produces a run: the model's fingerprint, the prompts, mode, markers, strictness,
         every decoding option (guidance scale and length budget included) and the backend."""
         what = [self.fingerprints[model], list(prompts), mode, list(markers), strict, asdict(config)]
-        what.append(self.backend)
+        what.append(backend)
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
     def run(
@@ -88,7 +97,8 @@ class GenerationRuns:
         length budget); every field of it is part of the cache key."""
         per_prompt = list(markers) if markers is not None else [None] * len(prompts)
         base = config or self.config
-        key = self.key(model, prompts, mode, per_prompt, strict, base)
+        backend = self.backend_for(base)
+        key = self.key(model, prompts, mode, per_prompt, strict, base, backend)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         out, key_file = self.cache_dir / f"{name}.jsonl", self.cache_dir / f"{name}.key"
         done = _read_finished(out) if key_file.is_file() and key_file.read_text() == key else []
@@ -96,11 +106,11 @@ class GenerationRuns:
         atomic_write_text(key_file, key)
         size = max(1, base.batch_size)
         with _progress(self.progress) as progress:
-            task = progress.add_task(name, total=len(prompts), completed=len(done))
+            task = progress.add_task(f"{name} ({backend})", total=len(prompts), completed=len(done))
             for start in range(len(done), len(prompts), size):
                 chunk = slice(start, start + size)
                 batch_config = replace(base, seed=base.seed + start // size)
-                generations = self.generator(model).generate(
+                generations = self.generator(model, backend).generate(
                     list(prompts[chunk]), mode, per_prompt[chunk], strict=strict, config=batch_config
                 )
                 rows = [
