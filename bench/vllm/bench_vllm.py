@@ -8,8 +8,8 @@ Load: the `--requests` prompts are first sent one at a time to the in-process se
 answers), then all at once to each server; errors, mismatches with the reference, latency p50/p95, wall
 time and completion tokens/s are recorded.
 
-Writes bench/results/vllm.json. Run (in the vLLM venv, `make vllm`):
-`.venv-vllm/bin/python bench/vllm/bench_vllm.py [--model smollm2-135m] [--requests 200]`.
+Writes bench/results/vllm.json. Run (`.venv` holds vLLM's CPU build on Linux x86_64):
+`.venv/bin/python bench/vllm/bench_vllm.py [--model smollm2-135m] [--requests 200]`.
 """
 
 from __future__ import annotations

