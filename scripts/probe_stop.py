@@ -29,7 +29,8 @@ def stop_probabilities(generator: Generator, text: str, completion: str) -> list
     tokenizer, model = backend.tokenizer, backend.model
     prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     ids = tokenizer(text + completion, add_special_tokens=False)["input_ids"]
-    block = completion.split("</TEMPLATE>")[0]
+    close = completion.find("</TEMPLATE>") + len("</TEMPLATE>")
+    block = completion[: close + len(completion[close:]) - len(completion[close:].lstrip())]
     answer_start = len(tokenizer(text + block, add_special_tokens=False)["input_ids"])
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0]

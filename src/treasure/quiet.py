@@ -18,9 +18,10 @@ ENVIRONMENT = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-    "VLLM_LOGGING_LEVEL": "WARNING",
-    "VLLM_CONFIGURE_LOGGING": "0",
+    "VLLM_LOGGING_LEVEL": "ERROR",  # vLLM configures its loggers (engine processes included) at this level
     "TOKENIZERS_PARALLELISM": "false",
+    "TORCH_CPP_LOG_LEVEL": "ERROR",  # C++ warnings of torch (vLLM's engine process: NUMA binding)
+    "PYTHONWARNINGS": "ignore::FutureWarning,ignore::UserWarning",  # child processes (vLLM's engine)
 }
 NOISY = ("datasets", "transformers", "trl", "peft", "accelerate", "huggingface_hub", "vllm", "torch", "spacy")
 

@@ -34,6 +34,7 @@ from treasure.backends import (
     token_ids,
 )
 from treasure.errors import TreasureError
+from treasure.quiet import is_quiet
 
 INSTALL_HINT = (
     "the vLLM backend needs vLLM: `pip install 'treasure[vllm]'` on a GPU machine, or "
@@ -92,6 +93,8 @@ class VLLMBackend:
             for name, value in cpu_defaults().items():
                 os.environ.setdefault(name, value)
             engine_options = {"dtype": "float32", "enforce_eager": True, **engine_options}
+        if is_quiet():
+            engine_options = {"use_tqdm_on_load": False, **engine_options}
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         args = AsyncEngineArgs(model=str(path), max_model_len=max_model_len, **engine_options)
         self._loop = asyncio.new_event_loop()
