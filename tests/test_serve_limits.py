@@ -24,7 +24,7 @@ from fixtures_server import make_random_model_dir, start_server, stop_server
 from treasure.generate import GenerationConfig, Generator
 from treasure.serve import ServeConfig, create_app
 
-CONTEXT = 8192
+CONTEXT = 16384  # room for 60 s of tokens of the test model on a fast CPU (6 ms/token measured)
 USER = [{"role": "user", "content": "Tell me a story."}]
 
 

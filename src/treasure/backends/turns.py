@@ -15,6 +15,11 @@ from typing import Any
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+# The KV cache's name in `generate`'s arguments and output: `cache` from transformers 5.20, before it
+# `past_key_values` (vLLM's CPU build pins transformers below 5.20; treasure runs on both).
+CACHE_FIELD = "cache" if "cache" in GenerateDecoderOnlyOutput.__dataclass_fields__ else "past_key_values"
 
 
 class TurnLock:
@@ -103,7 +108,7 @@ def generate_in_turns(
                 out = model.generate(
                     input_ids=ids,
                     attention_mask=mask,
-                    cache=cache,
+                    **{CACHE_FIELD: cache},
                     return_dict_in_generate=True,
                     streamer=streamer,
                     **options,
@@ -115,4 +120,4 @@ def generate_in_turns(
         finished = int(ids[0, -1]) in eos_ids or ids.shape[1] - prompt_length >= budget
         if not hand_over.handed_over or finished:
             return ids[:, prompt_length:]
-        cache = out.cache
+        cache = getattr(out, CACHE_FIELD)

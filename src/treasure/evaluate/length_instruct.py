@@ -104,7 +104,7 @@ def run_length_instruct(
     extra = extra_rows(config)
     for name, _, generation in extra:
         answers[name] = runs.run(f"li-{name}", "marked", texts, mode="fixed", config=generation)
-    marked = runs.generator("marked", runs.backend_for())
+    marked = runs.generator("marked")
     fixed_set = sum(1 for t in texts if LENGTH_MARKERS & marked.prepare(t, mode="fixed").given_markers.keys())
     violations = {
         name: [words(r["response"]) > n for r, n in zip(rows, ns, strict=True)]

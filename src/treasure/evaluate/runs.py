@@ -60,7 +60,9 @@ class GenerationRuns:
         """The backend a run with `config` (default: the runs' own) goes to."""
         return pick_backend(self.backend, config or self.config)
 
-    def generator(self, model: str, backend: str) -> Generator:
+    def generator(self, model: str, backend: str | None = None) -> Generator:
+        """`model`'s generator on `backend` (default: the one a run with the runs' own options uses)."""
+        backend = backend or self.backend_for()
         if (model, backend) not in self._generators:
             self._generators[model, backend] = Generator.from_model_dir(self.models[model], backend=backend)
         return self._generators[model, backend]
