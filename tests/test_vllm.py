@@ -271,6 +271,7 @@ def test_llm_tagger_with_and_without_structured_output(
         backoff_s=0.0,
         concurrency=8,
         max_chars=300,
+        max_tokens=192,  # room to spare: a structured answer took ~85 tiny-tokenizer tokens
     )
     result = annotate(rows, AnnotateConfig(annotators=("llm",), llm=config))
     counts = result.extra["llm"]
