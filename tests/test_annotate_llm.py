@@ -1,12 +1,14 @@
-"""LLM tagger: prompt, validation, and a real OpenAI-compatible server on loopback answering nonsense."""
+"""LLM tagger: prompt, validation, structured output (schema; fallback on a stub), and a real
+OpenAI-compatible server on loopback answering nonsense."""
 
 from __future__ import annotations
 
 import datasets
 import pytest
 
+from fixtures_stub import Stub
 from treasure.annotate import AnnotateConfig, LLMConfig, annotate
-from treasure.annotate.llm import LLMTagger, build_messages, validate
+from treasure.annotate.llm import LLMTagger, build_messages, response_format, validate
 from treasure.errors import MarkerError
 from treasure.taxonomy import Taxonomy
 
@@ -80,3 +82,24 @@ def test_tagger_against_real_server_counts_invalid_and_caches(llm_endpoint, tmp_
     again = LLMTagger(TAX, config)
     assert again(ds.to_dict())["style"] == [None, None]
     assert again.counters()["requests"] == 0 and again.counters()["cached"] == 4  # all from the disk cache
+
+
+def test_schema_allows_each_markers_values_plus_unspecified():
+    schema = response_format(TAX, MARKERS)["json_schema"]["schema"]
+    assert schema["required"] == list(MARKERS) and schema["additionalProperties"] is False
+    assert schema["properties"]["task"]["enum"] == [*TAX["task"].values, "Unspecified"]
+    assert schema["properties"]["domain"]["enum"] == list(TAX["domain"].values)  # has Unspecified already
+
+
+def test_auto_falls_back_to_plain_prompting_where_the_endpoint_rejects_the_schema(stub: Stub):
+    stub.reject_format = True
+    stub.reply = lambda body: '{"task": "Rewrite", "domain": "Legal", "format": "JSON", "style": "Formal"}'
+    config = LLMConfig(endpoint=stub.url, model="m", backoff_s=0.0, concurrency=2)
+    tagger = LLMTagger(TAX, config)
+    tags = tagger({"prompt": ["a", "b", "c"], "response": ["x", "y", "z"]})
+    assert tags["task"] == ["Rewrite"] * 3 and tags["format"] == ["JSON"] * 3
+    counts = tagger.counters()
+    assert counts["structured_fallbacks"] == 1 and counts["invalid_rows"] == 0 and counts["failures"] == 0
+    structured = [body for _, body in stub.seen if "response_format" in body]
+    assert structured and structured[0]["response_format"] == tagger.response_format
+    assert counts["requests"] == 3 + len(structured)  # each rejected ask was sent again, plain

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from fixtures_stub import Stub
 from treasure.cli import main
 from treasure.errors import DataError, TreasureError
 from treasure.evaluate import EvalConfig, JudgeConfig, evaluate, resolve
-from treasure.evaluate.judge import OpenAIJudge, RewardModelJudge
+from treasure.evaluate.judge import VERDICT_FORMAT, OpenAIJudge, RewardModelJudge
 from treasure.evaluate.length_instruct import INSTRUCTION, _outcome, extra_rows, limits, words
 from treasure.evaluate.long_tail import bucket_of, split_rows
 from treasure.evaluate.prediction import run_marker_prediction
@@ -109,6 +110,20 @@ def test_openai_judge_both_orders_invalid_counted_and_cached(llm_endpoint, tmp_p
     again = judge.compare(["Say A or B.", "Which?"], ["a", "x"], ["b", "y"])
     assert again == outcomes and judge.counts["requests"] == first["requests"]
     assert judge.counts["cached"] == first["requests"]
+
+
+def test_openai_judge_reads_structured_verdicts_and_falls_back_to_plain(stub: Stub, tmp_path: Path):
+    stub.reply = lambda body: '{"verdict": "A"}' if "response_format" in body else "B"
+    config = JudgeConfig(kind="openai", endpoint=stub.url, model="m", max_retries=0, concurrency=1)
+    judge = OpenAIJudge(config, tmp_path / "structured")
+    assert judge.compare(["p"], ["x"], ["y"]) == [0.5]  # A in both orders: a tie
+    assert stub.seen[0][1]["response_format"] == VERDICT_FORMAT and judge.counts["invalid"] == 0
+
+    stub.reject_format = True
+    judge = OpenAIJudge(config, tmp_path / "plain")
+    assert judge.compare(["p"], ["x"], ["y"]) == [0.5]  # B in both orders, plain after the fallback
+    assert judge.counts["structured_fallbacks"] == 1 and judge.counts["invalid"] == 0
+    assert judge.counts["requests"] == 3
 
 
 def test_long_tail_split_and_unseen_values_are_tail():

@@ -3,76 +3,21 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
 import pytest
 
+from fixtures_stub import Stub
+from treasure.errors import TreasureError
 from treasure.openai_client import ChatClient, ClientConfig
 
 MESSAGES = [{"role": "user", "content": "Say hi."}]
 
 
-class Stub(ThreadingHTTPServer):
-    """Answers each POST with the next status of `script` (200 once it is empty) and records the requests."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.script: list[int] = []
-        self.seen: list[tuple[Message, dict]] = []  # (headers, JSON body)
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Stub
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.seen.append((self.headers, body))
-        status = self.server.script.pop(0) if self.server.script else 200
-        reply = {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": f"hi #{len(self.server.seen)}"},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-        }
-        data = json.dumps(reply if status == 200 else {"error": {"message": "boom"}}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def stub() -> Iterator[Stub]:
-    server = Stub()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def client(stub: Stub, **kwargs) -> ChatClient:
-    url = f"http://127.0.0.1:{stub.server_address[1]}/v1"
-    return ChatClient(ClientConfig(base_url=url, model="stub", backoff_s=0.0, **kwargs))
+    return ChatClient(ClientConfig(base_url=stub.url, model="stub", backoff_s=0.0, **kwargs))
 
 
 def test_cached_reply_makes_no_second_request_and_file_is_json(stub: Stub, tmp_path: Path):
@@ -89,6 +34,7 @@ def test_cached_reply_makes_no_second_request_and_file_is_json(stub: Stub, tmp_p
         "failures": 0,
         "prompt_tokens": 5,
         "completion_tokens": 2,
+        "structured_fallbacks": 0,
     }
     (path,) = cache.glob("*.json")
     assert json.loads(path.read_text(encoding="utf-8")) == {"model": "stub", "content": "hi #1"}
@@ -126,6 +72,7 @@ def test_failure_counted_after_max_retries(stub: Stub, tmp_path: Path):
         "failures": 1,
         "prompt_tokens": 0,
         "completion_tokens": 0,
+        "structured_fallbacks": 0,
     }
     assert not list(tmp_path.glob("*.json"))  # nothing cached
 
@@ -146,3 +93,52 @@ def test_key_is_read_from_the_named_env_var(stub: Stub, monkeypatch: pytest.Monk
     monkeypatch.delenv("STUB_KEY")
     client(stub, api_key_env="STUB_KEY").chat(MESSAGES, max_tokens=4)
     assert [headers["Authorization"] for headers, _ in stub.seen] == ["Bearer s3cret", "Bearer none"]
+
+
+FORMAT = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}, "strict": True}}
+
+
+def test_auto_falls_back_to_plain_once_when_response_format_is_rejected(stub: Stub):
+    stub.reject_format = True
+    chat = client(stub)
+    assert chat.chat(MESSAGES, max_tokens=4, response_format=FORMAT) == "hi #2"
+    assert chat.chat(MESSAGES, max_tokens=4, response_format=FORMAT) == "hi #3"
+    assert ["response_format" in body for _, body in stub.seen] == [True, False, False]
+    counts = chat.counters()
+    assert counts["structured_fallbacks"] == 1 and counts["requests"] == 3 and counts["failures"] == 0
+
+
+def test_a_bad_request_that_is_not_about_the_format_is_raised_not_a_fallback(stub: Stub):
+    stub.script = [400, 400]  # the plain request is rejected too: the request itself is wrong
+    chat = client(stub)
+    with pytest.raises(openai.BadRequestError):
+        chat.chat(MESSAGES, max_tokens=4, response_format=FORMAT)
+    assert chat.counters()["structured_fallbacks"] == 0 and chat.counters()["failures"] == 1
+    assert chat.chat(MESSAGES, max_tokens=4, response_format=FORMAT) == "hi #3"
+    assert "response_format" in stub.seen[-1][1]  # still structured
+
+
+def test_json_schema_never_falls_back_and_off_never_sends_the_format(stub: Stub):
+    stub.reject_format = True
+    with pytest.raises(openai.BadRequestError):
+        client(stub, structured="json_schema").chat(MESSAGES, max_tokens=4, response_format=FORMAT)
+    assert client(stub, structured="off").chat(MESSAGES, max_tokens=4, response_format=FORMAT) == "hi #2"
+    assert ["response_format" in body for _, body in stub.seen] == [True, False]
+    with pytest.raises(TreasureError, match="auto, json_schema, off"):
+        client(stub, structured="guided")
+
+
+def test_structured_and_plain_replies_are_cached_apart(stub: Stub, tmp_path: Path):
+    chat = client(stub, cache_dir=tmp_path)
+    assert chat.chat(MESSAGES, max_tokens=4, response_format=FORMAT) == "hi #1"
+    assert chat.chat(MESSAGES, max_tokens=4) == "hi #2"  # not the structured reply
+    assert chat.chat(MESSAGES, max_tokens=4, response_format=FORMAT) == "hi #1"
+    assert stub.seen[0][1]["response_format"] == FORMAT and len(stub.seen) == 2
+
+
+def test_the_same_request_from_many_threads_at_once_is_cached_once(stub: Stub, tmp_path: Path):
+    chat = client(stub, cache_dir=tmp_path)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda _: chat.chat(MESSAGES, max_tokens=4), range(16)))
+    assert all(reply.startswith("hi #") for reply in replies)
+    assert len(list(tmp_path.glob("*.json"))) == 1 and not list(tmp_path.glob(".*"))

@@ -2,11 +2,13 @@
 
 vLLM is optional: these tests run where it is installed (`make venv` puts vLLM's CPU build into `.venv` on
 Linux x86_64 with AVX2) and are skipped elsewhere. One in-process engine serves the whole module; one vLLM
-OpenAI server (the production recipe's engine) is started for the upstream tests.
+OpenAI server (the production recipe's engine) is started for the upstream tests and for the LLM tagger and
+the pairwise judge with and without structured output.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,16 +23,20 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed (make venv adds its CPU build on Linux x86_64)")
 
+import datasets
 import openai
 import uvicorn
 
 from fixtures_server import _free_port, stop_server, wait_until_healthy
+from treasure.annotate import AnnotateConfig, LLMConfig, annotate
 from treasure.backends import GenerationConfig, Stop
-from treasure.evaluate.config import EvalConfig
+from treasure.evaluate.config import EvalConfig, JudgeConfig
+from treasure.evaluate.judge import OpenAIJudge
 from treasure.evaluate.runner import evaluate
 from treasure.evaluate.runs import GenerationRuns
 from treasure.generate import Generator
 from treasure.serve import ServeConfig, create_app
+from treasure.taxonomy import Taxonomy
 
 pytestmark = pytest.mark.slow
 
@@ -169,6 +175,13 @@ def vllm_server(vllm_generator: Generator) -> Iterator[str]:
     yield from _serve_in_thread(vllm_generator, ServeConfig(port=_free_port(), max_queue=64))
 
 
+# the tagger's prompt (definitions, few-shot) is longer than the tiny model's 512 positions; RoPE extends to
+# more positions, leaving the first 512 (every upstream test's prompt) as they were. No free whitespace in
+# structured JSON: a tiny model would otherwise write spaces until max_tokens
+LONG_CONTEXT = json.dumps({"max_position_embeddings": 4096})
+COMPACT_JSON = json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})
+
+
 @pytest.fixture(scope="module")
 def vllm_engine_server(tiny_model_dir: Path) -> Iterator[str]:
     """vLLM's own OpenAI server (the production recipe's engine) on the tiny model."""
@@ -176,6 +189,7 @@ def vllm_engine_server(tiny_model_dir: Path) -> Iterator[str]:
     command = [
         *(sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model_dir)),
         *("--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager"),
+        *("--hf-overrides", LONG_CONTEXT, "--structured-outputs-config", COMPACT_JSON),
     ]
     from treasure.backends.vllm_backend import cpu_defaults
 
@@ -239,3 +253,53 @@ def test_concurrent_requests_are_answered_as_if_alone(server: str, request: pyte
         together = list(pool.map(lambda p: _chat(client, p), prompts))
     assert all(answer for answer, _ in together)
     assert [together[i] for i in range(8)] == [alone[p] for p in prompts[:8]]
+
+
+# ---------------------------------------------------------------------------- tagger and judge on vLLM
+
+
+@pytest.mark.parametrize("structured", ["json_schema", "off"])
+def test_llm_tagger_with_and_without_structured_output(
+    structured: str, vllm_engine_server: str, tiny_model_dir: Path, bundled_sample: datasets.Dataset
+) -> None:
+    rows = bundled_sample.select(range(0, 48, 3)).select_columns(["prompt", "response"])
+    config = LLMConfig(
+        endpoint=vllm_engine_server,
+        model=str(tiny_model_dir),
+        structured=structured,
+        attempts=1,
+        backoff_s=0.0,
+        concurrency=8,
+        max_chars=300,
+        max_tokens=192,  # room to spare: a structured answer took ~85 tiny-tokenizer tokens
+    )
+    result = annotate(rows, AnnotateConfig(annotators=("llm",), llm=config))
+    counts = result.extra["llm"]
+    assert counts["requests"] == 16 and counts["failures"] == 0 and counts["structured_fallbacks"] == 0
+    tax = Taxonomy.default()
+    for marker in config.markers:
+        assert {v for v in result.dataset[marker] if v is not None} <= set(tax[marker].values)
+    invalid = [row for row in result.dataset if all(row[m] is None for m in config.markers)]
+    if structured == "json_schema":  # the engine can only write allowed values
+        assert counts["invalid_rows"] == 0
+    else:  # the marked tiny model answers with its template block, never a JSON object
+        assert counts["invalid_rows"] == len(invalid) == 16
+
+
+@pytest.mark.parametrize("structured", ["json_schema", "off"])
+def test_pairwise_judge_with_and_without_structured_output(
+    structured: str, vllm_engine_server: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    config = JudgeConfig(
+        kind="openai",
+        endpoint=vllm_engine_server,
+        model=str(tiny_model_dir),
+        structured=structured,
+        max_retries=0,
+        concurrency=8,
+    )
+    judge = OpenAIJudge(config, tmp_path)
+    outcomes = judge.compare(PROMPTS[:4], ["Yes.", "No.", "Maybe.", "A cat."], ["No.", "Yes.", "?", "A dog."])
+    assert all(o in (0.0, 0.25, 0.5, 0.75, 1.0) for o in outcomes)
+    assert judge.counts["requests"] == 8 and judge.counts["failures"] == 0  # 4 pairs, both orders
+    assert judge.counts["invalid"] == (0 if structured == "json_schema" else 8)

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import shutil
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -551,7 +552,8 @@ def _to_dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
 
 
 def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """A temp file beside `path`, its own per process and thread (threads may write the same path)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
 
 
 def load_from_disk(path: str | Path) -> Any:

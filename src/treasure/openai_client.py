@@ -1,4 +1,5 @@
-"""One client for OpenAI-compatible chat endpoints: disk cache, retries with backoff, counters.
+"""One client for OpenAI-compatible chat endpoints: disk cache, retries with backoff, counters, structured
+output with a fallback to plain prompting.
 
 Used by the annotate LLM tagger and the evaluate pairwise judge. The API key is read from the environment
 variable named by `api_key_env` (`none` when unset, which local servers accept), never passed as a value.
@@ -13,18 +14,56 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import openai
 
+from treasure.errors import TreasureError
 from treasure.io import atomic_write_text
 
-COUNTERS = ("requests", "cached", "retries", "failures", "prompt_tokens", "completion_tokens")
+COUNTERS = (
+    "requests",
+    "cached",
+    "retries",
+    "failures",
+    "prompt_tokens",
+    "completion_tokens",
+    "structured_fallbacks",
+)
+Structured = Literal["auto", "json_schema", "off"]
+STRUCTURED_MODES = ("auto", "json_schema", "off")
+
+
+def check_structured(mode: str) -> None:
+    """Raise a `TreasureError` naming the valid modes when `mode` is not one."""
+    if mode not in STRUCTURED_MODES:
+        raise TreasureError(f"structured output must be one of {', '.join(STRUCTURED_MODES)}, got {mode!r}")
+
+
+def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI `response_format` asking for JSON that follows `schema` (strict)."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+
+
+def enum_object_schema(fields: dict[str, list[str]]) -> dict[str, Any]:
+    """JSON schema of an object with one string enum per field, all required, nothing else."""
+    return {
+        "type": "object",
+        "properties": {name: {"type": "string", "enum": values} for name, values in fields.items()},
+        "required": list(fields),
+        "additionalProperties": False,
+    }
 
 
 @dataclass(frozen=True)
 class ClientConfig:
     """Endpoint, model and limits. A connection error, 429 or 5xx is retried up to `max_retries` times,
-    sleeping `backoff_s × 2^n` before retry n; replies are cached under `cache_dir` when set."""
+    sleeping `backoff_s × 2^n` before retry n; replies are cached under `cache_dir` when set.
+
+    `structured`: what becomes of a `response_format` given to `chat`. `auto` sends it until the endpoint
+    rejects it (400/422 while the same request without it succeeds), then sends none for the rest of the
+    client's life (counted once in `structured_fallbacks`); `json_schema` always sends it; `off` never does.
+    """
 
     base_url: str
     model: str
@@ -33,6 +72,10 @@ class ClientConfig:
     max_retries: int = 3
     backoff_s: float = 0.5
     cache_dir: Path | None = None
+    structured: Structured = "auto"
+
+    def __post_init__(self) -> None:
+        check_structured(self.structured)
 
 
 def _retryable(exc: openai.APIError) -> bool:
@@ -45,7 +88,8 @@ class ChatClient:
     """Thread-safe chat completions with running counters (`counters()`).
 
     `requests` counts HTTP requests sent (retries included), `retries` the retried ones, `failures` the
-    calls that raised; `cached` the replies read from disk.
+    calls that raised; `cached` the replies read from disk; `structured_fallbacks` is 1 once `auto` gave up
+    structured output.
     """
 
     def __init__(self, config: ClientConfig):
@@ -58,6 +102,7 @@ class ChatClient:
         )
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(COUNTERS, 0)
+        self._structured = config.structured != "off"
 
     def counters(self) -> dict[str, int]:
         """A snapshot of the running totals."""
@@ -70,12 +115,19 @@ class ChatClient:
                 self._counts[key] += delta
 
     def _cache_path(
-        self, messages: list[dict[str, str]], max_tokens: int, temperature: float, attempt: int
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        temperature: float,
+        attempt: int,
+        response_format: dict[str, Any] | None,
     ) -> Path | None:
-        """Cache file of one request (None without a cache dir)."""
+        """Cache file of one request (None without a cache dir); a structured request has its own key
+        (plain requests keep the key they had before structured output existed)."""
         if self.config.cache_dir is None:
             return None
-        key = json.dumps([self.config.model, messages, attempt, temperature, max_tokens])
+        parts: list[Any] = [self.config.model, messages, attempt, temperature, max_tokens]
+        key = json.dumps([*parts, response_format] if response_format is not None else parts)
         return Path(self.config.cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
     def chat(
@@ -85,24 +137,66 @@ class ChatClient:
         max_tokens: int,
         temperature: float = 0.0,
         attempt: int = 0,
+        response_format: dict[str, Any] | None = None,
     ) -> str:
         """Reply text to `messages`, from the cache when there. `attempt` keeps the replies of repeated
-        asks (after an unusable answer) apart in the cache. Raises the last error once retries are spent."""
-        path = self._cache_path(messages, max_tokens, temperature, attempt)
+        asks (after an unusable answer) apart in the cache; `response_format` is sent as `config.structured`
+        says. Raises the last error once retries are spent."""
+        if not self._structured:
+            response_format = None
+        path = self._cache_path(messages, max_tokens, temperature, attempt, response_format)
         if path is not None and path.is_file():
             self._count(cached=1)
             return json.loads(path.read_text(encoding="utf-8"))["content"]
+        try:
+            content = self._complete(messages, max_tokens, temperature, response_format)
+        except (openai.BadRequestError, openai.UnprocessableEntityError):
+            if response_format is None or self.config.structured != "auto":
+                self._count(failures=1)
+                raise
+            return self._fall_back(messages, max_tokens, temperature, attempt)
+        except openai.APIError:
+            self._count(failures=1)
+            raise
+        if path is not None:
+            atomic_write_text(path, json.dumps({"model": self.config.model, "content": content}))
+        return content
+
+    def _fall_back(
+        self, messages: list[dict[str, str]], max_tokens: int, temperature: float, attempt: int
+    ) -> str:
+        """The plain reply after a rejected structured request; when it succeeds the rejection was about
+        `response_format`, so structured output stops here (counted once). Raises when it fails too."""
+        content = self.chat(messages, max_tokens=max_tokens, temperature=temperature, attempt=attempt)
+        with self._lock:
+            if self._structured:
+                self._structured = False
+                self._counts["structured_fallbacks"] += 1
+        return content
+
+    def _complete(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        temperature: float,
+        response_format: dict[str, Any] | None,
+    ) -> str:
+        """One chat completion, retrying connection errors, 429 and 5xx with backoff."""
+        extra = {} if response_format is None else {"response_format": response_format}
         retries = 0
         while True:
             self._count(requests=1)
             try:
                 reply = self._client.chat.completions.create(
-                    model=self.config.model, messages=messages, max_tokens=max_tokens, temperature=temperature
+                    model=self.config.model,
+                    messages=messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    **extra,
                 )
                 break
             except openai.APIError as exc:
                 if retries == self.config.max_retries or not _retryable(exc):
-                    self._count(failures=1)
                     raise
             time.sleep(self.config.backoff_s * 2**retries)
             retries += 1
@@ -112,7 +206,4 @@ class ChatClient:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
         )
-        content = reply.choices[0].message.content or ""
-        if path is not None:
-            atomic_write_text(path, json.dumps({"model": self.config.model, "content": content}))
-        return content
+        return reply.choices[0].message.content or ""

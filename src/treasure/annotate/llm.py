@@ -1,9 +1,11 @@
 """LLM tagger: task, domain, format and style from any OpenAI-compatible chat endpoint (official client).
 
 Prompt in the paper's style: class definitions, an `Unspecified` fallback, few-shot examples, a JSON
-answer. Answers are validated against the taxonomy; an invalid one is retried (with backoff) and, when
-every attempt fails, the row's tags stay null and are counted (never a silent default). Requests, HTTP
-retries, the disk cache and the API key (from an env var) are `treasure.openai_client`'s.
+answer. Where the endpoint supports it the answer is constrained by a JSON schema (one enum per marker:
+the taxonomy's values, plus `Unspecified`); see `LLMConfig.structured`. Answers are validated against the
+taxonomy either way; an invalid one is retried (with backoff) and, when every attempt fails, the row's tags
+stay null and are counted (never a silent default). Requests, HTTP retries, the disk cache, the structured
+output fallback and the API key (from an env var) are `treasure.openai_client`'s.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from treasure.annotate.base import Batch, text_of
 from treasure.annotate.classifier import resource_path
 from treasure.errors import MarkerError
 from treasure.knobs import knob
-from treasure.openai_client import ChatClient, ClientConfig
+from treasure.openai_client import (
+    ChatClient,
+    ClientConfig,
+    Structured,
+    check_structured,
+    enum_object_schema,
+    json_schema_format,
+)
 from treasure.taxonomy import Taxonomy
 from treasure.template import escape
 
@@ -54,6 +63,16 @@ class LLMConfig:
         default=None, metadata=knob("Disk cache dir for LLM replies.", "--llm-cache")
     )
     definitions: Path = field(default_factory=lambda: resource_path("class_definitions.json"))
+    structured: Structured = field(
+        default="auto",
+        metadata=knob(
+            "Structured output: auto (a JSON schema of the allowed values where the endpoint accepts it, "
+            "else plain prompting), json_schema (always) or off."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        check_structured(self.structured)
 
 
 def build_messages(prompt: str, response: str, tax: Taxonomy, config: LLMConfig) -> list[dict[str, str]]:
@@ -76,6 +95,18 @@ def build_messages(prompt: str, response: str, tax: Taxonomy, config: LLMConfig)
     cut = config.max_chars
     user = f"PROMPT: {escape(prompt)[:cut]}\nRESPONSE: {escape(response)[:cut]}\nANSWER:"
     return [{"role": "system", "content": "\n".join(lines)}, {"role": "user", "content": user}]
+
+
+def choices(marker: str, tax: Taxonomy) -> list[str]:
+    """The answers allowed for `marker`: its values, plus `Unspecified` where the taxonomy lacks it."""
+    values = [str(v) for v in tax[marker].values]
+    return values if UNSPECIFIED in values else [*values, UNSPECIFIED]
+
+
+def response_format(tax: Taxonomy, markers: tuple[str, ...]) -> dict[str, Any]:
+    """The `response_format` constraining the answer to one allowed value per marker."""
+    schema = enum_object_schema({m: choices(m, tax) for m in markers})
+    return json_schema_format("tags", schema)
 
 
 def validate(content: str, tax: Taxonomy, markers: tuple[str, ...]) -> dict[str, str | None]:
@@ -124,14 +155,16 @@ class LLMTagger:
                 max_retries=config.http_retries,
                 backoff_s=config.backoff_s,
                 cache_dir=config.cache_dir,
+                structured=config.structured,
             )
         )
+        self.response_format = response_format(taxonomy, self.produces)
         self._lock = threading.Lock()
         self._counts = {"invalid_retries": 0, "invalid_rows": 0}
 
     def counters(self) -> dict[str, int]:
-        """The client's counters (requests, cache hits, HTTP retries, failures, tokens), plus retries after
-        an invalid answer and rows left null."""
+        """The client's counters (requests, cache hits, HTTP retries, failures, tokens, structured output
+        fallbacks), plus retries after an invalid answer and rows left null."""
         with self._lock:
             return {**self.client.counters(), **self._counts}
 
@@ -151,6 +184,7 @@ class LLMTagger:
                 max_tokens=self.config.max_tokens,
                 temperature=self.config.temperature,
                 attempt=attempt,
+                response_format=self.response_format,
             )
             try:
                 return validate(reply, self.taxonomy, self.produces)

@@ -11,6 +11,7 @@ from treasure.backends import AUTO, BACKENDS, GenerationConfig
 from treasure.errors import TreasureError
 from treasure.generate import MODES as GENERATION_MODES
 from treasure.knobs import group, knob
+from treasure.openai_client import Structured, check_structured
 
 DEFAULT_SUITES: tuple[str, ...] = (
     "length-instruct",
@@ -69,10 +70,18 @@ class JudgeConfig:
     concurrency: int = field(default=4, metadata=knob("Judge requests in flight at once."))
     max_retries: int = field(default=2, metadata=knob("HTTP retries per judge request."))
     cache: Path | None = field(default=None, metadata=knob("Disk cache dir for judge replies."))
+    structured: Structured = field(
+        default="auto",
+        metadata=knob(
+            "Judge structured output: auto (a JSON schema of the verdicts where the endpoint accepts it, "
+            "else plain prompting), json_schema (always) or off."
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in ("reward-model", "openai"):
             raise TreasureError(f"judge kind must be reward-model or openai, got {self.kind!r}")
+        check_structured(self.structured)
 
 
 @dataclass(frozen=True)

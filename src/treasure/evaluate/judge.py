@@ -4,12 +4,14 @@
   MiniLM, or any HF reward model dir) and calls a tie when the scores differ by less than `tie_margin`.
 - `OpenAIJudge`: a GPT-4o-style pairwise prompt to any OpenAI-compatible endpoint, asked in both orders
   to cancel position bias (disagreeing verdicts make a tie) through `treasure.openai_client` (disk cache,
-  HTTP retries, key from `api_key_env`); an answer that is not a verdict is retried, then counted as
-  invalid and scored as a tie.
+  HTTP retries, key from `api_key_env`). Where the endpoint supports it the verdict is constrained to
+  A / B / TIE by a JSON schema (`JudgeConfig.structured`); either way an answer that is not a verdict is
+  retried, then counted as invalid and scored as a tie.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Sequence
@@ -19,7 +21,7 @@ from typing import Protocol
 
 from treasure.errors import TreasureError
 from treasure.evaluate.config import JudgeConfig
-from treasure.openai_client import ChatClient, ClientConfig
+from treasure.openai_client import ChatClient, ClientConfig, enum_object_schema, json_schema_format
 from treasure.template import escape
 
 
@@ -80,7 +82,21 @@ PAIRWISE_USER = """Instruction:
 [End of Answer B]
 
 Which answer is better? Reply with exactly one word: A, B or TIE."""
+VERDICTS = ["A", "B", "TIE"]
 VERDICT = re.compile(r"^\W*(A|B|TIE)\W*$", re.IGNORECASE)
+VERDICT_FORMAT = json_schema_format("verdict", enum_object_schema({"verdict": VERDICTS}))
+
+
+def parse_verdict(reply: str) -> str | None:
+    """'A', 'B' or 'TIE' from a plain reply or a structured one (`{"verdict": ...}`); None otherwise."""
+    try:
+        data = json.loads(reply)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("verdict"), str):
+        reply = data["verdict"]
+    match = VERDICT.match(reply.strip())
+    return match.group(1).upper() if match else None
 
 
 class OpenAIJudge:
@@ -96,6 +112,7 @@ class OpenAIJudge:
                 model=config.model,
                 api_key_env=config.api_key_env,
                 cache_dir=Path(config.cache or cache_dir),
+                structured=config.structured,
             )
         )
         self.name = f"openai-compatible pairwise: {config.model} @ {config.endpoint} (both orders)"
@@ -104,7 +121,8 @@ class OpenAIJudge:
 
     @property
     def counts(self) -> dict[str, int]:
-        """The client's counters plus `invalid` (orderings with no verdict after every attempt)."""
+        """The client's counters (structured output fallbacks included) plus `invalid` (orderings with no
+        verdict after every attempt)."""
         with self._lock:
             return {**self.client.counters(), "invalid": self._invalid}
 
@@ -113,10 +131,10 @@ class OpenAIJudge:
         user = PAIRWISE_USER.format(prompt=escape(prompt), first=escape(first), second=escape(second))
         messages = [{"role": "system", "content": PAIRWISE_SYSTEM}, {"role": "user", "content": user}]
         for attempt in range(1 + self.config.max_retries):
-            reply = self.client.chat(messages, max_tokens=8, attempt=attempt)
-            match = VERDICT.match(reply.strip())
-            if match:
-                return match.group(1).upper()
+            reply = self.client.chat(messages, max_tokens=24, attempt=attempt, response_format=VERDICT_FORMAT)
+            verdict = parse_verdict(reply)
+            if verdict:
+                return verdict
         with self._lock:
             self._invalid += 1
         return None
