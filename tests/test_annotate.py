@@ -140,7 +140,7 @@ def test_quantile_thresholds_and_taxonomy_file(tmp_path, sample_jsonl):
     out = tmp_path / "out.jsonl"
     main_args = ["annotate", str(sample_jsonl), "-o", str(out), "--annotators", "language,rules"]
     with pytest.raises(SystemExit) as done:
-        main([*main_args, "--length-buckets", "quantile", "--quiet"])
+        main([*main_args, "--quiet"])  # tertiles of the data by default
     assert done.value.code == 0
     stats = json.loads((tmp_path / "out.jsonl.stats.json").read_text())
     cuts = stats["thresholds"]["length_bucket"]
@@ -263,16 +263,16 @@ def test_a_marker_with_one_value_in_every_row_is_warned_about_with_the_fix(caplo
         }
     )
     with caplog.at_level("WARNING", logger="treasure.annotate.pipeline"):
-        out = annotate(ds, AnnotateConfig(annotators=("rules",))).dataset
+        out = annotate(ds, AnnotateConfig(annotators=("rules",), length_buckets="taxonomy")).dataset
     assert set(out["length_bucket"]) == {"concise"}
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1, lines
     assert "marker length_bucket is 'concise' in all 6 rows" in lines[0]
-    assert "--length-buckets quantile" in lines[0]
+    assert "drop `--length-buckets taxonomy`" in lines[0]
     caplog.clear()
     with caplog.at_level("WARNING", logger="treasure.annotate.pipeline"):
-        annotate(ds, AnnotateConfig(annotators=("rules",), length_buckets="quantile"))
-    assert caplog.records == []
+        out = annotate(ds, AnnotateConfig(annotators=("rules",))).dataset  # default: tertiles of the data
+    assert caplog.records == [] and len(set(out["length_bucket"])) == 3
 
 
 def test_source_option_switches_its_annotator_on(caplog):

@@ -370,7 +370,7 @@ def annotate_stage(data_file: Path, out: Path, console: Console) -> dict[str, An
     cuts = banded_thresholds(data_file)
     console.print(f"length_bucket thresholds (tertiles of the English banded rows): {cuts} tokens")
     taxonomy = with_thresholds(Taxonomy.default(), "length_bucket", cuts)
-    annotate = AnnotateConfig(taxonomy=taxonomy, num_proc=2, progress=True)
+    annotate = AnnotateConfig(taxonomy=taxonomy, length_buckets="taxonomy", num_proc=2, progress=True)
     config = AnnotateFileConfig(annotate=annotate, overwrite=True)  # a stage is redone whole
     stats = annotate_file(data_file, out / "rows.jsonl", config).stats
     console.print(marker_table(stats.data))

@@ -43,8 +43,8 @@ class AnnotateConfig:
         default=1000, metadata=knob("Rows per shard written to OUTPUT.work/ (resume unit).")
     )
     length_buckets: LengthBuckets = field(
-        default="taxonomy",
-        metadata=knob("taxonomy thresholds, or quantile (tertiles of the data)."),
+        default="quantile",
+        metadata=knob("quantile: tertiles of the data's length_tokens; taxonomy: the taxonomy's thresholds."),
     )
     source: SourceConfig = field(default_factory=SourceConfig, metadata=group("source"))
     rules: RulesConfig = field(default_factory=RulesConfig)
