@@ -177,7 +177,7 @@ def test_cli_writes_outputs_and_rejects_bad_rows(tmp_path, sample_jsonl, capsys)
     with pytest.raises(SystemExit) as done:
         main(command)
     assert done.value.code == 1
-    expected = "set `overwrite` to replace it (kept until the new one is written) (option: --overwrite)"
+    expected = "set --overwrite to replace it (kept until the new one is written)"
     assert expected in capsys.readouterr().err
     with pytest.raises(SystemExit) as done:  # 2 of 7 rows rejected: over the default 1%
         main([*command, "--overwrite"])
@@ -325,3 +325,26 @@ def test_rejects_file_keeps_the_raw_record_or_line(tmp_path):
     )
     kept, [bad] = check_rows(ds)
     assert len(kept) == 1 and bad.raw == {"id": "b", "response": "Yo.", "n": 1}
+
+
+def test_llm_errors_name_the_options_and_the_url(tmp_path, capsys):
+    with pytest.raises(TreasureError, match=r"needs an endpoint and a model: --llm-endpoint URL --llm-model"):
+        AnnotateConfig(annotators=("llm",))
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"prompt": "Hi.", "response": "Hello.", "language": "English"}) + "\n")
+    recipe = tmp_path / "annotate.yaml"
+    recipe.write_text("annotate: {llm: {http_retries: 0, attempts: 1}}\n")
+    dead = ["--llm-endpoint", "http://127.0.0.1:9/v1", "--llm-model", "m", "-c", str(recipe)]
+    with pytest.raises(SystemExit) as done:
+        main(["annotate", str(src), "-o", str(tmp_path / "o.jsonl"), "--annotators", "llm", *dead, "--quiet"])
+    assert done.value.code == 1
+    assert "error: http://127.0.0.1:9/v1/chat/completions: Connection error." in capsys.readouterr().err
+
+
+def test_too_many_rejects_names_the_option(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "Hi.", "response": "Hello."}\n{"prompt": "cut off", "response": \n')
+    with pytest.raises(SystemExit) as done:
+        main(["annotate", str(src), "-o", str(tmp_path / "o.jsonl"), "--annotators", "rules", "--quiet"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert done.value.code == 1 and "> --max-reject-rate 1.0%" in err and "max_reject_rate" not in err

@@ -219,14 +219,50 @@ def test_train_options_override_the_recipe_and_keep_its_other_values(monkeypatch
         train.main([*io, "--sft", "bogus_field=1"], standalone_mode=False)
 
 
-def test_errors_naming_fields_get_their_options(tmp_path: Path) -> None:
+def test_errors_naming_fields_name_their_options(tmp_path: Path) -> None:
     from treasure.cli.build import IO
+    from treasure.errors import DataError
 
     def fail(config, **_):
-        raise TreasureError("x: set `overwrite`, or mind val_fraction and judge.model; seed is a word")
+        raise TreasureError(
+            "a/val_fraction.jsonl: set `overwrite`, or mind val_fraction and judge.model; seed is a word"
+        )
 
     test_app = typer.Typer()
     test_app.command("x")(command(BuildConfig, fail, extra=IO))
     with pytest.raises(TreasureError) as error:
         typer.main.get_command(test_app).main(["in.jsonl", "-o", str(tmp_path)], standalone_mode=False)
-    assert str(error.value).endswith("(options: --val-fraction, --overwrite)")  # not --seed
+    assert str(error.value) == (  # a path, a plain word and another command's field stay as they are
+        "a/val_fraction.jsonl: set --overwrite, or mind --val-fraction and judge.model; seed is a word"
+    )
+
+    def reject(config, **_):  # a subclass keeps its type and fields
+        raise DataError("in.jsonl", "3 of 4 rows rejected (75.0% > max_reject_rate 1.0%)", raw={"a": 1})
+
+    test_app = typer.Typer()
+    test_app.command("x")(command(AnnotateFileConfig, reject))
+    with pytest.raises(DataError) as error:
+        typer.main.get_command(test_app).main([], standalone_mode=False)
+    assert str(error.value) == "in.jsonl: 3 of 4 rows rejected (75.0% > --max-reject-rate 1.0%)"
+    assert error.value.raw == {"a": 1}
+
+
+def test_flat_yaml_keys_reach_their_nested_config(tmp_path: Path) -> None:
+    recipe = tmp_path / "annotate.yaml"  # no `annotate:` level: each key names one field
+    recipe.write_text(
+        "annotators: [rules, llm]\nlength_buckets: taxonomy\nllm_endpoint: http://y/v1\nmodel: m\n"
+        "http_retries: 0\nmax_reject_rate: 0.5\n"
+    )
+    config = _run(AnnotateFileConfig, ["-c", str(recipe)])
+    assert config.annotate.annotators == ("rules", "llm") and config.annotate.length_buckets == "taxonomy"
+    assert (config.annotate.llm.endpoint, config.annotate.llm.model) == ("http://y/v1", "m")
+    assert config.annotate.llm.http_retries == 0 and config.max_reject_rate == 0.5
+    recipe.write_text("annotator: [rules]\n")  # the did-you-mean names the field meant, not `annotate`
+    with pytest.raises(TreasureError, match=r"annotator \(did you mean annotators or annotate\?\)"):
+        _run(AnnotateFileConfig, ["-c", str(recipe)])
+    recipe.write_text("annotators: [rules]\nannotate: {annotators: [language]}\n")
+    with pytest.raises(TreasureError, match="annotators is given twice"):
+        _run(AnnotateFileConfig, ["-c", str(recipe)])
+    recipe.write_text("max_new_tokens: 64\nn_prompts: 3\n")  # evaluate: generation.max_new_tokens
+    config = _run(EvalConfig, ["m", "-o", "o", "-c", str(recipe)])
+    assert config.generation.max_new_tokens == 64 and config.n_prompts == 3

@@ -207,7 +207,7 @@ def warn_single_values(
     found = single_values(ds, tax)
     for name, value in found.items():
         if name == "length_bucket" and length_mode == "taxonomy":
-            fix = "drop `--length-buckets taxonomy` (thresholds from the data's tertiles) or set its thresholds"
+            fix = "drop `--length-buckets taxonomy` (thresholds from the data's tertiles) or set thresholds"
         elif name == "length_bucket":
             fix = "the answers' lengths barely differ: add answers of other lengths"
         else:
