@@ -30,10 +30,10 @@ DERIVED = {  # command: (config class, parameters that are not knobs)
     "build": (BuildConfig, {"annotated", "output", "overwrite", "config_file"}),
     "serve": (ServeConfig, {"model_dir", "config_file"}),
     "demo": (DemoConfig, {"config_file"}),
-    "train": (TrainConfig, {"train_dir", "output", "recipe", "sft"}),
+    "train": (TrainConfig, {"train_dir", "output", "config_file", "sft"}),
     "generate": (
         GenerateConfig,
-        {"model_dir", "prompt", "prompts", "marker", "show_markers", "out", "overwrite", "config_file"},
+        {"model_dir", "prompt", "prompts", "marker", "show_markers", "output", "overwrite", "config_file"},
     ),
 }
 
@@ -266,3 +266,66 @@ def test_flat_yaml_keys_reach_their_nested_config(tmp_path: Path) -> None:
     recipe.write_text("max_new_tokens: 64\nn_prompts: 3\n")  # evaluate: generation.max_new_tokens
     config = _run(EvalConfig, ["m", "-o", "o", "-c", str(recipe)])
     assert config.generation.max_new_tokens == 64 and config.n_prompts == 3
+
+
+# one vocabulary: each concept has one spelling; these are the other spellings it once had or might get
+SYNONYMS = {
+    "--out": "--output",
+    "--out-dir": "--output",
+    "--output-dir": "--output",
+    "--suite": "--suites",
+    "--eval-prompts": "--n-prompts",
+    "--prompts-per-suite": "--n-prompts",
+    "--recipe-file": "--config",
+}
+
+
+def _all_commands() -> dict[str, object]:
+    _register_commands()
+    return {name: _command(name) for name in sorted(_names(typer.main.get_command(app)))}
+
+
+def _long(param) -> str | None:
+    return next((o for o in param.opts if o.startswith("--")), None)
+
+
+def test_one_spelling_per_concept_across_commands() -> None:
+    by_short: dict[str, set[str]] = {}
+    by_name: dict[str, set[str]] = {}
+    for name, cmd in _all_commands().items():
+        for param in cmd.params:
+            if param.param_type_name == "argument":
+                assert param.metavar and param.metavar == param.metavar.upper(), (name, param.name)
+                continue
+            long = _long(param)
+            assert long not in SYNONYMS, f"{name}: {long} is spelled {SYNONYMS[long]} elsewhere"
+            for short in (o for o in param.opts if not o.startswith("--")):
+                by_short.setdefault(short, set()).add(long)
+            by_name.setdefault(param.name, set()).add(long)
+    assert by_short["-o"] == {"--output"}
+    assert {s: longs for s, longs in by_short.items() if len(longs) > 1} == {}  # -o is --output everywhere
+    assert {n: longs for n, longs in by_name.items() if len(longs) > 1} == {}  # a field has one flag
+    outputs = {n for n, cmd in _all_commands().items() if any("--output" in p.opts for p in cmd.params)}
+    assert outputs >= {"annotate", "build", "train", "generate", "evaluate", "demo", "annotate-train quality"}
+
+
+def test_annotate_train_never_writes_into_the_package_by_default() -> None:
+    import treasure
+
+    package = Path(treasure.__file__).parent.resolve()
+    for config in (TrainClassifierConfig(), TrainQualityConfig()):
+        assert not config.out.resolve().is_relative_to(package)
+        assert not config.out.is_absolute()  # under the current directory
+
+
+def test_temperature_defaults_follow_the_documented_policy() -> None:
+    """Sampling for users (generate, serve), greedy for measurement (evaluate), as docs/generate.md says."""
+    defaults = {
+        name: next(k.default for k in knobs(config_cls) if k.name == "temperature")
+        for name, (config_cls, _) in DERIVED.items()
+        if any(k.name == "temperature" for k in knobs(config_cls))
+    }
+    assert defaults == {"generate": 0.7, "serve": 0.7, "evaluate": 0.0}
+    policy = " ".join((Path(__file__).parents[1] / "docs" / "generate.md").read_text().split())
+    assert "(`generate`, `serve`) sample, at temperature 0.7" in policy
+    assert "(`evaluate`, and the demo's evaluation) decode greedily, at temperature 0" in policy

@@ -18,10 +18,14 @@ from treasure.train import PRESETS, TrainConfig, check_fields, train
 DEFAULT_RECIPES = {"tiny": "tiny_demo", "smollm2-135m": "smollm2_demo"}  # by --model, without --config
 
 IO = [
-    parameter("train_dir", Path, typer.Argument(..., help="TRAIN_DIR written by `treasure build`.")),
+    parameter(
+        "train_dir",
+        Path,
+        typer.Argument(..., metavar="TRAIN_DIR", help="TRAIN_DIR written by `treasure build`."),
+    ),
     parameter("output", Path, typer.Option(..., "--output", "-o", help="MODEL_DIR to write.")),
     parameter(
-        "recipe",
+        "config_file",
         str | None,
         typer.Option(
             None,
@@ -54,7 +58,7 @@ def sft_fields(pairs: list[str]) -> dict[str, Any]:
 
 def recipe_values(given: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """The fields the command line does not give: the recipe's, then `--sft`'s, then TRAIN_DIR and -o."""
-    name = extra["recipe"] or DEFAULT_RECIPES.get(given.get("model", "tiny"))
+    name = extra["config_file"] or DEFAULT_RECIPES.get(given.get("model", "tiny"))
     values = TrainConfig.recipe(name) if name else {}
     values.update(sft_fields(extra["sft"]))
     values.update(train_dir=extra["train_dir"], output_dir=extra["output"])
