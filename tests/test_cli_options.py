@@ -329,3 +329,36 @@ def test_temperature_defaults_follow_the_documented_policy() -> None:
     policy = " ".join((Path(__file__).parents[1] / "docs" / "generate.md").read_text().split())
     assert "(`generate`, `serve`) sample, at temperature 0.7" in policy
     assert "(`evaluate`, and the demo's evaluation) decode greedily, at temperature 0" in policy
+
+
+def test_train_model_dir_without_a_recipe_gets_one_for_its_size(monkeypatch, tmp_path, capsys) -> None:
+    from transformers import LlamaConfig
+
+    import treasure.cli.train as train_cli
+    from treasure.train import recipe_for_size
+
+    small, large = tmp_path / "small", tmp_path / "large"
+    LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                vocab_size=1000).save_pretrained(small)  # fmt: skip
+    LlamaConfig().save_pretrained(large)  # Llama-2-7B's shape; no weights anywhere
+    assert recipe_for_size(large)[0] == "lora_7b" and recipe_for_size(large)[1] > 6e9
+    seen = []
+
+    def fake_train(config: TrainConfig) -> None:
+        seen.append(config)
+        raise _Stop
+
+    monkeypatch.setattr(train_cli, "train", fake_train)
+    with pytest.raises(_Stop):
+        argv = [str(tmp_path / "t"), "-o", str(tmp_path / "m"), "--model", str(small)]
+        _command("train").main(argv, standalone_mode=False)
+    config = seen[0]
+    assert config.lora and config.lora_r == 16 and config.lora_target_modules == "all-linear"
+    assert config.learning_rate == 1e-3 and config.decision_weight == 10 and config.long_rows == "drop"
+    assert config.train_sampling_strategy == "random" and config.model == str(small)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"recipe: lora_small (--model {small}: 0.2M parameters" in printed
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    with pytest.raises(TreasureError, match=r"broken/config.json: cannot tell the model's size"):
+        recipe_for_size(tmp_path / "broken")
