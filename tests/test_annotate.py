@@ -140,7 +140,7 @@ def test_quantile_thresholds_and_taxonomy_file(tmp_path, sample_jsonl):
     out = tmp_path / "out.jsonl"
     main_args = ["annotate", str(sample_jsonl), "-o", str(out), "--annotators", "language,rules"]
     with pytest.raises(SystemExit) as done:
-        main([*main_args, "--length-buckets", "quantile", "--quiet"])
+        main([*main_args, "--quiet"])  # tertiles of the data by default
     assert done.value.code == 0
     stats = json.loads((tmp_path / "out.jsonl.stats.json").read_text())
     cuts = stats["thresholds"]["length_bucket"]
@@ -177,7 +177,7 @@ def test_cli_writes_outputs_and_rejects_bad_rows(tmp_path, sample_jsonl, capsys)
     with pytest.raises(SystemExit) as done:
         main(command)
     assert done.value.code == 1
-    expected = "set `overwrite` to replace it (kept until the new one is written) (option: --overwrite)"
+    expected = "set --overwrite to replace it (kept until the new one is written)"
     assert expected in capsys.readouterr().err
     with pytest.raises(SystemExit) as done:  # 2 of 7 rows rejected: over the default 1%
         main([*command, "--overwrite"])
@@ -263,16 +263,16 @@ def test_a_marker_with_one_value_in_every_row_is_warned_about_with_the_fix(caplo
         }
     )
     with caplog.at_level("WARNING", logger="treasure.annotate.pipeline"):
-        out = annotate(ds, AnnotateConfig(annotators=("rules",))).dataset
+        out = annotate(ds, AnnotateConfig(annotators=("rules",), length_buckets="taxonomy")).dataset
     assert set(out["length_bucket"]) == {"concise"}
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1, lines
     assert "marker length_bucket is 'concise' in all 6 rows" in lines[0]
-    assert "--length-buckets quantile" in lines[0]
+    assert "drop `--length-buckets taxonomy`" in lines[0]
     caplog.clear()
     with caplog.at_level("WARNING", logger="treasure.annotate.pipeline"):
-        annotate(ds, AnnotateConfig(annotators=("rules",), length_buckets="quantile"))
-    assert caplog.records == []
+        out = annotate(ds, AnnotateConfig(annotators=("rules",))).dataset  # default: tertiles of the data
+    assert caplog.records == [] and len(set(out["length_bucket"])) == 3
 
 
 def test_source_option_switches_its_annotator_on(caplog):
@@ -325,3 +325,26 @@ def test_rejects_file_keeps_the_raw_record_or_line(tmp_path):
     )
     kept, [bad] = check_rows(ds)
     assert len(kept) == 1 and bad.raw == {"id": "b", "response": "Yo.", "n": 1}
+
+
+def test_llm_errors_name_the_options_and_the_url(tmp_path, capsys):
+    with pytest.raises(TreasureError, match=r"needs an endpoint and a model: --llm-endpoint URL --llm-model"):
+        AnnotateConfig(annotators=("llm",))
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"prompt": "Hi.", "response": "Hello.", "language": "English"}) + "\n")
+    recipe = tmp_path / "annotate.yaml"
+    recipe.write_text("annotate: {llm: {http_retries: 0, attempts: 1}}\n")
+    dead = ["--llm-endpoint", "http://127.0.0.1:9/v1", "--llm-model", "m", "-c", str(recipe)]
+    with pytest.raises(SystemExit) as done:
+        main(["annotate", str(src), "-o", str(tmp_path / "o.jsonl"), "--annotators", "llm", *dead, "--quiet"])
+    assert done.value.code == 1
+    assert "error: http://127.0.0.1:9/v1/chat/completions: Connection error." in capsys.readouterr().err
+
+
+def test_too_many_rejects_names_the_option(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "Hi.", "response": "Hello."}\n{"prompt": "cut off", "response": \n')
+    with pytest.raises(SystemExit) as done:
+        main(["annotate", str(src), "-o", str(tmp_path / "o.jsonl"), "--annotators", "rules", "--quiet"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert done.value.code == 1 and "> --max-reject-rate 1.0%" in err and "max_reject_rate" not in err

@@ -30,10 +30,10 @@ DERIVED = {  # command: (config class, parameters that are not knobs)
     "build": (BuildConfig, {"annotated", "output", "overwrite", "config_file"}),
     "serve": (ServeConfig, {"model_dir", "config_file"}),
     "demo": (DemoConfig, {"config_file"}),
-    "train": (TrainConfig, {"train_dir", "output", "recipe", "sft"}),
+    "train": (TrainConfig, {"train_dir", "output", "config_file", "sft"}),
     "generate": (
         GenerateConfig,
-        {"model_dir", "prompt", "prompts", "marker", "show_markers", "out", "overwrite", "config_file"},
+        {"model_dir", "prompt", "prompts", "marker", "show_markers", "output", "overwrite", "config_file"},
     ),
 }
 
@@ -219,14 +219,146 @@ def test_train_options_override_the_recipe_and_keep_its_other_values(monkeypatch
         train.main([*io, "--sft", "bogus_field=1"], standalone_mode=False)
 
 
-def test_errors_naming_fields_get_their_options(tmp_path: Path) -> None:
+def test_errors_naming_fields_name_their_options(tmp_path: Path) -> None:
     from treasure.cli.build import IO
+    from treasure.errors import DataError
 
     def fail(config, **_):
-        raise TreasureError("x: set `overwrite`, or mind val_fraction and judge.model; seed is a word")
+        raise TreasureError(
+            "a/val_fraction.jsonl: set `overwrite`, or mind val_fraction and judge.model; seed is a word"
+        )
 
     test_app = typer.Typer()
     test_app.command("x")(command(BuildConfig, fail, extra=IO))
     with pytest.raises(TreasureError) as error:
         typer.main.get_command(test_app).main(["in.jsonl", "-o", str(tmp_path)], standalone_mode=False)
-    assert str(error.value).endswith("(options: --val-fraction, --overwrite)")  # not --seed
+    assert str(error.value) == (  # a path, a plain word and another command's field stay as they are
+        "a/val_fraction.jsonl: set --overwrite, or mind --val-fraction and judge.model; seed is a word"
+    )
+
+    def reject(config, **_):  # a subclass keeps its type and fields
+        raise DataError("in.jsonl", "3 of 4 rows rejected (75.0% > max_reject_rate 1.0%)", raw={"a": 1})
+
+    test_app = typer.Typer()
+    test_app.command("x")(command(AnnotateFileConfig, reject))
+    with pytest.raises(DataError) as error:
+        typer.main.get_command(test_app).main([], standalone_mode=False)
+    assert str(error.value) == "in.jsonl: 3 of 4 rows rejected (75.0% > --max-reject-rate 1.0%)"
+    assert error.value.raw == {"a": 1}
+
+
+def test_flat_yaml_keys_reach_their_nested_config(tmp_path: Path) -> None:
+    recipe = tmp_path / "annotate.yaml"  # no `annotate:` level: each key names one field
+    recipe.write_text(
+        "annotators: [rules, llm]\nlength_buckets: taxonomy\nllm_endpoint: http://y/v1\nmodel: m\n"
+        "http_retries: 0\nmax_reject_rate: 0.5\n"
+    )
+    config = _run(AnnotateFileConfig, ["-c", str(recipe)])
+    assert config.annotate.annotators == ("rules", "llm") and config.annotate.length_buckets == "taxonomy"
+    assert (config.annotate.llm.endpoint, config.annotate.llm.model) == ("http://y/v1", "m")
+    assert config.annotate.llm.http_retries == 0 and config.max_reject_rate == 0.5
+    recipe.write_text("annotator: [rules]\n")  # the did-you-mean names the field meant, not `annotate`
+    with pytest.raises(TreasureError, match=r"annotator \(did you mean annotators or annotate\?\)"):
+        _run(AnnotateFileConfig, ["-c", str(recipe)])
+    recipe.write_text("annotators: [rules]\nannotate: {annotators: [language]}\n")
+    with pytest.raises(TreasureError, match="annotators is given twice"):
+        _run(AnnotateFileConfig, ["-c", str(recipe)])
+    recipe.write_text("max_new_tokens: 64\nn_prompts: 3\n")  # evaluate: generation.max_new_tokens
+    config = _run(EvalConfig, ["m", "-o", "o", "-c", str(recipe)])
+    assert config.generation.max_new_tokens == 64 and config.n_prompts == 3
+
+
+# one vocabulary: each concept has one spelling; these are the other spellings it once had or might get
+SYNONYMS = {
+    "--out": "--output",
+    "--out-dir": "--output",
+    "--output-dir": "--output",
+    "--suite": "--suites",
+    "--eval-prompts": "--n-prompts",
+    "--prompts-per-suite": "--n-prompts",
+    "--recipe-file": "--config",
+}
+
+
+def _all_commands() -> dict[str, object]:
+    _register_commands()
+    return {name: _command(name) for name in sorted(_names(typer.main.get_command(app)))}
+
+
+def _long(param) -> str | None:
+    return next((o for o in param.opts if o.startswith("--")), None)
+
+
+def test_one_spelling_per_concept_across_commands() -> None:
+    by_short: dict[str, set[str]] = {}
+    by_name: dict[str, set[str]] = {}
+    for name, cmd in _all_commands().items():
+        for param in cmd.params:
+            if param.param_type_name == "argument":
+                assert param.metavar and param.metavar == param.metavar.upper(), (name, param.name)
+                continue
+            long = _long(param)
+            assert long not in SYNONYMS, f"{name}: {long} is spelled {SYNONYMS[long]} elsewhere"
+            for short in (o for o in param.opts if not o.startswith("--")):
+                by_short.setdefault(short, set()).add(long)
+            by_name.setdefault(param.name, set()).add(long)
+    assert by_short["-o"] == {"--output"}
+    assert {s: longs for s, longs in by_short.items() if len(longs) > 1} == {}  # -o is --output everywhere
+    assert {n: longs for n, longs in by_name.items() if len(longs) > 1} == {}  # a field has one flag
+    outputs = {n for n, cmd in _all_commands().items() if any("--output" in p.opts for p in cmd.params)}
+    assert outputs >= {"annotate", "build", "train", "generate", "evaluate", "demo", "annotate-train quality"}
+
+
+def test_annotate_train_never_writes_into_the_package_by_default() -> None:
+    import treasure
+
+    package = Path(treasure.__file__).parent.resolve()
+    for config in (TrainClassifierConfig(), TrainQualityConfig()):
+        assert not config.out.resolve().is_relative_to(package)
+        assert not config.out.is_absolute()  # under the current directory
+
+
+def test_temperature_defaults_follow_the_documented_policy() -> None:
+    """Sampling for users (generate, serve), greedy for measurement (evaluate), as docs/generate.md says."""
+    defaults = {
+        name: next(k.default for k in knobs(config_cls) if k.name == "temperature")
+        for name, (config_cls, _) in DERIVED.items()
+        if any(k.name == "temperature" for k in knobs(config_cls))
+    }
+    assert defaults == {"generate": 0.7, "serve": 0.7, "evaluate": 0.0}
+    policy = " ".join((Path(__file__).parents[1] / "docs" / "generate.md").read_text().split())
+    assert "(`generate`, `serve`) sample, at temperature 0.7" in policy
+    assert "(`evaluate`, and the demo's evaluation) decode greedily, at temperature 0" in policy
+
+
+def test_train_model_dir_without_a_recipe_gets_one_for_its_size(monkeypatch, tmp_path, capsys) -> None:
+    from transformers import LlamaConfig
+
+    import treasure.cli.train as train_cli
+    from treasure.train import recipe_for_size
+
+    small, large = tmp_path / "small", tmp_path / "large"
+    LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                vocab_size=1000).save_pretrained(small)  # fmt: skip
+    LlamaConfig().save_pretrained(large)  # Llama-2-7B's shape; no weights anywhere
+    assert recipe_for_size(large)[0] == "lora_7b" and recipe_for_size(large)[1] > 6e9
+    seen = []
+
+    def fake_train(config: TrainConfig) -> None:
+        seen.append(config)
+        raise _Stop
+
+    monkeypatch.setattr(train_cli, "train", fake_train)
+    with pytest.raises(_Stop):
+        argv = [str(tmp_path / "t"), "-o", str(tmp_path / "m"), "--model", str(small)]
+        _command("train").main(argv, standalone_mode=False)
+    config = seen[0]
+    assert config.lora and config.lora_r == 16 and config.lora_target_modules == "all-linear"
+    assert config.learning_rate == 1e-3 and config.decision_weight == 10 and config.long_rows == "drop"
+    assert config.train_sampling_strategy == "random" and config.model == str(small)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"recipe: lora_small (--model {small}: 0.2M parameters" in printed
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    with pytest.raises(TreasureError, match=r"broken/config.json: cannot tell the model's size"):
+        recipe_for_size(tmp_path / "broken")

@@ -264,9 +264,9 @@ def test_cli_evaluate_errors_clearly(tmp_path: Path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", str(tmp_path / "none"), "-o", str(tmp_path / "r")])
     assert exit_info.value.code == 1
-    assert "set baseline_dir (option: --baseline)" in capsys.readouterr().err
+    assert "set --baseline" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", str(tmp_path / "none"), "--suite", "adherence", "-o", str(tmp_path / "r")])
+        main(["evaluate", str(tmp_path / "none"), "--suites", "adherence", "-o", str(tmp_path / "r")])
     assert exit_info.value.code == 1
     assert "model dir not found" in capsys.readouterr().err
 

@@ -249,7 +249,7 @@ def test_cli_writes_one_row_per_prompt(random_model_dir: Path, tmp_path: Path) -
     assert set(rows[0]) == {"id", "prompt", "response", "markers", "markers_error"}
     assert all(r["markers"]["length_bucket"] == "concise" for r in rows)
     written = out.read_bytes()
-    again = CliRunner().invoke(app, args)  # an existing --out is not replaced without --overwrite
+    again = CliRunner().invoke(app, args)  # an existing --output is not replaced without --overwrite
     assert isinstance(again.exception, TreasureError) and "exists; add --overwrite" in str(again.exception)
     assert out.read_bytes() == written
     assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0

@@ -143,7 +143,9 @@ class DemoConfig:
 
     out_dir: Path | None = field(
         default=None,
-        metadata=knob("Where every stage writes (cached); default runs/demo, or runs/demo-RECIPE."),
+        metadata=knob(
+            "Where every stage writes (cached); default runs/demo, or runs/demo-RECIPE.", "--output", "-o"
+        ),
     )
     seed: int = field(default=0, metadata=knob("Seed for every random step."))
     recipe: str = field(
@@ -152,7 +154,7 @@ class DemoConfig:
             f"Demo recipe: {', '.join(RECIPES)} (smollm2: LoRA on SmolLM2-135M-Instruct; tiny: scratch)."
         ),
     )
-    eval_prompts: int | None = field(
+    n_prompts: int | None = field(
         default=None, metadata=knob("Prompts per evaluation suite (default: the recipe's).")
     )
     suites: tuple[str, ...] = field(
@@ -191,7 +193,7 @@ class DemoConfig:
         recipe_file = CONFIG_DIR / f"{self.spec.train_recipe}.yaml"
         recipe_text = recipe_file.read_text(encoding="utf-8") if recipe_file.is_file() else ""
         spec = asdict(self.spec)
-        parts: list[Any] = [spec, recipe_text, self.seed, self.eval_prompts, self.suites]
+        parts: list[Any] = [spec, recipe_text, self.seed, self.n_prompts, self.suites]
         if stage != "evaluate":
             parts = [{k: v for k, v in spec.items() if k not in EVAL_FIELDS}, recipe_text, self.seed]
         blob = json.dumps(parts, default=str)
@@ -370,7 +372,7 @@ def annotate_stage(data_file: Path, out: Path, console: Console) -> dict[str, An
     cuts = banded_thresholds(data_file)
     console.print(f"length_bucket thresholds (tertiles of the English banded rows): {cuts} tokens")
     taxonomy = with_thresholds(Taxonomy.default(), "length_bucket", cuts)
-    annotate = AnnotateConfig(taxonomy=taxonomy, num_proc=2, progress=True)
+    annotate = AnnotateConfig(taxonomy=taxonomy, length_buckets="taxonomy", num_proc=2, progress=True)
     config = AnnotateFileConfig(annotate=annotate, overwrite=True)  # a stage is redone whole
     stats = annotate_file(data_file, out / "rows.jsonl", config).stats
     console.print(marker_table(stats.data))
@@ -472,7 +474,7 @@ def eval_config(config: DemoConfig) -> Any:
         baseline_dir=config.out_dir / "model-baseline",
         suites=config.suites,
         out_dir=config.out_dir / "report",
-        n_prompts=config.eval_prompts or spec.eval_prompts,
+        n_prompts=config.n_prompts or spec.eval_prompts,
         n_adherence_prompts=spec.n_adherence_prompts,
         adherence_markers=adherence,
         adherence_modes=spec.adherence_modes,

@@ -136,6 +136,7 @@ def config_values(
     is an error naming `where` and the key (with its new name when `renamed` has one)."""
     if not isinstance(data, Mapping):
         raise TreasureError(f"{where}: expected a mapping of {config_cls.__name__} fields, got {data!r}")
+    data = nest_flat_keys(config_cls, data, where)
     check_keys(config_cls, data, where, renamed)
     hints = typing.get_type_hints(config_cls)
     by_name = {f.name: f for f in dataclasses.fields(config_cls)}
@@ -152,6 +153,50 @@ def config_values(
     return out
 
 
+def flat_names(config_cls: type) -> dict[str, set[tuple[str, ...]]]:
+    """Each name a nested config's field goes by when written flat (its own name, e.g. `annotators`, or its
+    knob name, e.g. `llm_endpoint`) → the field paths it may mean."""
+    out: dict[str, set[tuple[str, ...]]] = {}
+    for path in _leaf_paths(config_cls):
+        if len(path) > 1:
+            out.setdefault(path[-1], set()).add(path)
+    for k in knobs(config_cls):
+        if len(k.path) > 1:
+            out.setdefault(k.name, set()).add(k.path)
+    return out
+
+
+def _leaf_paths(config_cls: type, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if nested_config(f, optional_type(hints[f.name])[0]):
+            yield from _leaf_paths(optional_type(hints[f.name])[0], (*path, f.name))
+        elif f.init:
+            yield (*path, f.name)
+
+
+def nest_flat_keys(config_cls: type, data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`data` with each key that is no field of `config_cls` but names one field of a nested config (see
+    `flat_names`) moved under that config, e.g. `annotators: [rules]` → `annotate: {annotators: [rules]}`.
+    Keys that may mean several fields stay where they are (and are reported as unknown)."""
+    fields_here = {f.name for f in dataclasses.fields(config_cls)}
+    out = dict(data)
+    flat = flat_names(config_cls) if set(data) - fields_here else {}
+    for key in set(data) - fields_here:
+        if len(flat.get(key, ())) != 1:
+            continue
+        [path] = flat[key]
+        node = out
+        for step in path[:-1]:
+            inner = node.get(step)
+            node[step] = dict(inner) if isinstance(inner, Mapping) else {} if inner is None else inner
+            node = node[step]
+        if not isinstance(node, dict) or path[-1] in node:
+            raise TreasureError(f"{where}: {key} is given twice (also under {'.'.join(path[:-1])})")
+        node[path[-1]] = out.pop(key)
+    return out
+
+
 def check_keys(
     config_cls: type, data: Mapping[str, Any], where: str, renamed: Mapping[str, str] | None = None
 ) -> None:
@@ -161,9 +206,11 @@ def check_keys(
     unknown = sorted(str(key) for key in set(data) - set(names))
     if not unknown:
         return
+    flat = flat_names(config_cls)
     described = []
     for key in unknown:
-        close = [renamed[key]] if renamed and key in renamed else difflib.get_close_matches(key, names, n=3)
+        close = difflib.get_close_matches(key, names + sorted(n for n, p in flat.items() if len(p) == 1), n=3)
+        close = [renamed[key]] if renamed and key in renamed else close
         described.append(f"{key} (did you mean {' or '.join(close)}?)" if close else key)
     raise TreasureError(f"{where}: unknown key(s) {', '.join(described)}: not a {config_cls.__name__} field")
 

@@ -57,7 +57,10 @@ from treasure.tiny import (
 )
 
 CHECKPOINTS = "checkpoints"
-PRESETS = ("tiny_demo", "tiny_test", "smollm2_demo", "lora_7b", "full_7b")
+PRESETS = ("tiny_demo", "tiny_test", "smollm2_demo", "lora_small", "lora_7b", "full_7b")
+# `--model PATH` without a recipe: LoRA with the settings that made length learnable, by the model's size
+SMALL_MODEL_PARAMETERS = 1_000_000_000
+SIZE_RECIPES = ("lora_small", "lora_7b")  # below SMALL_MODEL_PARAMETERS, and from it on
 # What happens to a row longer than max_length: TRL keeps its start (the answer's end and the end-of-turn
 # token are lost, so the model never sees where a long answer stops), or the row is left out.
 LONG_ROWS = ("truncate", "drop")
@@ -263,6 +266,29 @@ def _sft_defaults() -> dict[str, Any]:
     bf16 is refused without a GPU; TrainConfig declares both, so they are recorded anyway)."""
     checkpointing = "activation_checkpointing" if HAS_ACTIVATION_CHECKPOINTING else "gradient_checkpointing"
     return SFTConfig(bf16=False, **{checkpointing: False}).to_dict()
+
+
+def count_parameters(model_dir: str | Path) -> int:
+    """Parameters of the causal LM that `model_dir/config.json` describes, counted on the meta device: no
+    weight is read or allocated."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (OSError, ValueError, KeyError) as exc:
+        raise TreasureError(
+            f"{Path(model_dir) / 'config.json'}: cannot tell the model's size ({exc}); pass --config RECIPE"
+        ) from None
+    return sum(p.numel() for p in model.parameters())
+
+
+def recipe_for_size(model_dir: str | Path) -> tuple[str, int]:
+    """The preset for a local model dir without a recipe (by parameter count), and the count."""
+    parameters = count_parameters(model_dir)
+    return SIZE_RECIPES[parameters >= SMALL_MODEL_PARAMETERS], parameters
 
 
 def check_fields(data: dict[str, Any], where: str) -> None:

@@ -57,8 +57,12 @@ class TrainClassifierConfig:
         default=None, metadata=knob("Seed set JSONL(.gz) (default: the shipped one).", "--seed-set")
     )
     out: Path = field(
-        default_factory=lambda: resource_path("classifier.npz"),
-        metadata=knob("Weights file (default: the shipped resources/classifier.npz)."),
+        default=Path("classifier.npz"),
+        metadata=knob(
+            "Weights file to write (default: ./classifier.npz; the shipped one is never the default).",
+            "--output",
+            "-o",
+        ),
     )
     c: float = field(default=4.0, metadata=knob("Inverse L2 strength."))
     seed: int = field(default=0, metadata=knob("Seed of the solver."))

@@ -43,8 +43,8 @@ class AnnotateConfig:
         default=1000, metadata=knob("Rows per shard written to OUTPUT.work/ (resume unit).")
     )
     length_buckets: LengthBuckets = field(
-        default="taxonomy",
-        metadata=knob("taxonomy thresholds, or quantile (tertiles of the data)."),
+        default="quantile",
+        metadata=knob("quantile: tertiles of the data's length_tokens; taxonomy: the taxonomy's thresholds."),
     )
     source: SourceConfig = field(default_factory=SourceConfig, metadata=group("source"))
     rules: RulesConfig = field(default_factory=RulesConfig)
@@ -61,7 +61,10 @@ class AnnotateConfig:
         if unknown:
             raise TreasureError(f"unknown annotator(s) {', '.join(unknown)}; valid: {', '.join(ANNOTATORS)}")
         if "llm" in self.annotators and self.llm is None:
-            raise TreasureError("the llm annotator needs `llm` (an LLMConfig: endpoint and model)")
+            raise TreasureError(
+                "the llm annotator needs an endpoint and a model: --llm-endpoint URL --llm-model NAME "
+                "(in a YAML config: llm: {endpoint: URL, model: NAME})"
+            )
         if self.llm is not None and "llm" not in self.annotators:  # an LLM call costs money: not implied
             raise TreasureError(
                 "llm options (endpoint, model) are set but the llm annotator is off: add llm to "

@@ -29,7 +29,7 @@ from rich.progress import (
 )
 
 from treasure import io
-from treasure.annotate.buckets import effective_taxonomy, length_buckets, quality_buckets
+from treasure.annotate.buckets import LengthBuckets, effective_taxonomy, length_buckets, quality_buckets
 from treasure.annotate.config import AnnotateConfig
 from treasure.annotate.stats import compute_stats
 from treasure.annotate.steps import build_steps as build_steps  # re-exported (evaluate's reward judge)
@@ -199,15 +199,17 @@ def single_values(ds: datasets.Dataset, tax: Taxonomy) -> dict[str, Any]:
     return out
 
 
-def warn_single_values(ds: datasets.Dataset, tax: Taxonomy) -> dict[str, Any]:
+def warn_single_values(
+    ds: datasets.Dataset, tax: Taxonomy, length_mode: LengthBuckets = "quantile"
+) -> dict[str, Any]:
     """Log one warning per marker that ended with one value over all rows (the model learns nothing from it),
     with the fix; returns those markers and values."""
     found = single_values(ds, tax)
     for name, value in found.items():
-        if name == "length_bucket":
-            fix = (
-                "use `--length-buckets quantile` (thresholds from the data's tertiles) or set its thresholds"
-            )
+        if name == "length_bucket" and length_mode == "taxonomy":
+            fix = "drop `--length-buckets taxonomy` (thresholds from the data's tertiles) or set thresholds"
+        elif name == "length_bucket":
+            fix = "the answers' lengths barely differ: add answers of other lengths"
         else:
             fix = "add rows with other values, or leave it out of the build (`treasure build --markers ...`)"
         log.warning(
@@ -261,7 +263,7 @@ def annotate(
         out = run_local(ds, config, work_dir, resume)
     mapped = time.perf_counter()
     out, tax, thresholds = finalize(out, config)
-    warn_single_values(out, tax)
+    warn_single_values(out, tax, config.length_buckets)
     steps = cached_steps(config)
     produced = [c for s in steps for c in s.produces if not c.startswith("_")]
     unlabelled = {

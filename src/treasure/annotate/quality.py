@@ -59,8 +59,12 @@ class TrainQualityConfig:
     """Training data = bundled rows with a given `quality`; `holdout` share is kept out for the report."""
 
     out: Path = field(
-        default_factory=lambda: resource_path("quality.npz"),
-        metadata=knob("Weights file (default: the shipped resources/quality.npz)."),
+        default=Path("quality.npz"),
+        metadata=knob(
+            "Weights file to write (default: ./quality.npz; the shipped one is never the default).",
+            "--output",
+            "-o",
+        ),
     )
     alpha: float = field(default=10.0, metadata=knob("Ridge regularisation."))
     holdout: float = field(default=0.2, metadata=knob("Share of scored rows held out for the report."))

@@ -48,6 +48,16 @@ def _register_commands() -> None:
     STATE["registered"] = True
 
 
+def message(exc: Exception) -> str:
+    """The error's text; an HTTP client's error (e.g. a dead tagger or judge endpoint's "Connection error.")
+    also names the URL it was sending to."""
+    try:
+        url = str(exc.request.url)  # type: ignore[attr-defined]  # openai's and httpx's errors carry it
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is set
+        return str(exc)
+    return str(exc) if url in str(exc) else f"{url}: {exc}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     _register_commands()
@@ -68,6 +78,6 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # one clear line for the user; the traceback on request
         if STATE["verbose"]:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {message(exc)}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -146,11 +146,9 @@ def command(
         _check_groups(converters, tree)
         try:
             run(build_config(config_cls, tree), **values)
-        except TreasureError as error:  # errors name fields: say which options set them
-            hint = _options_named(str(error), options)
-            if not hint or type(error) is not TreasureError:
-                raise
-            raise TreasureError(f"{error}{hint}") from None
+        except TreasureError as error:  # errors name fields: the user gave options, so name those
+            error.args = (in_options(str(error), options),)
+            raise
 
     invoke.__name__, invoke.__doc__ = run.__name__, run.__doc__
     invoke.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
@@ -158,18 +156,17 @@ def command(
     return invoke
 
 
-def _options_named(message: str, options: dict[str, tuple[str, ...]]) -> str:
-    """`" (option: --x)"` for the fields `message` names: in backticks, or bare when the name has a `_` or
-    `.` (not a plain word). `options` maps each flag to the names its field goes by."""
-    named = []
+def in_options(message: str, options: dict[str, tuple[str, ...]]) -> str:
+    """`message` with each field it names written as the option setting it: a name in backticks, or a bare
+    one with a `_` or `.` (not a plain word, nor part of a path, quote or longer name). `options` maps each
+    flag to the names its field goes by."""
     for flag, names in options.items():
-        for name in names:
-            bare = ("_" in name or "." in name) and re.search(
-                rf"(?<![\w.-]){re.escape(name)}(?![\w-])", message
-            )
-            if (f"`{name}`" in message or bare) and flag not in named and flag not in message:
-                named.append(flag)
-    return f" (option{'s' if len(named) > 1 else ''}: {', '.join(named)})" if named else ""
+        for name in sorted(names, key=len, reverse=True):
+            message = message.replace(f"`{name}`", flag)
+            if "_" in name or "." in name:
+                bare = rf"(?<![\w.\-/'\"]){re.escape(name)}(?![\w\-/'\"]|\.\w)"
+                message = re.sub(bare, flag, message)
+    return message
 
 
 def _option_names(

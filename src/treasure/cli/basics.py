@@ -23,7 +23,7 @@ TaxonomyOpt = typer.Option(None, "--taxonomy", "-t", help="Taxonomy YAML (defaul
 
 @taxonomy_app.command("show")
 def taxonomy_show(
-    file: Path | None = typer.Argument(None, help="Taxonomy YAML; default if omitted."),
+    file: Path | None = typer.Argument(None, metavar="FILE", help="Taxonomy YAML; default if omitted."),
 ) -> None:
     """Print every marker: kind, values or range, the annotators making it, whether users may set it."""
     tax = Taxonomy.load(file)
@@ -44,7 +44,7 @@ def taxonomy_show(
 
 
 @taxonomy_app.command("validate")
-def taxonomy_validate(file: Path) -> None:
+def taxonomy_validate(file: Path = typer.Argument(..., metavar="FILE", help="Taxonomy YAML.")) -> None:
     """Validate a taxonomy YAML (every problem is listed with its key) and its annotator names."""
     tax = Taxonomy.load(file)
     REGISTRY.makers(tax)
@@ -55,7 +55,7 @@ def taxonomy_validate(file: Path) -> None:
 
 @template_app.command("render")
 def template_render(
-    marker: list[str] = typer.Argument(..., help="NAME=VALUE pairs."),
+    marker: list[str] = typer.Argument(..., metavar="NAME=VALUE...", help="NAME=VALUE pairs."),
     taxonomy: Path | None = TaxonomyOpt,
 ) -> None:
     """Render markers as a template block."""
@@ -65,7 +65,7 @@ def template_render(
 
 @template_app.command("parse")
 def template_parse(
-    file: Path | None = typer.Argument(None, help="Text file (default: stdin)."),
+    file: Path | None = typer.Argument(None, metavar="FILE", help="Text file (default: stdin)."),
     taxonomy: Path | None = TaxonomyOpt,
 ) -> None:
     """Parse model output: markers, response, and what was wrong if anything."""
@@ -83,7 +83,7 @@ def template_parse(
 
 @data_app.command("inspect")
 def data_inspect(
-    file: Path,
+    file: Path = typer.Argument(..., metavar="FILE", help="JSONL, JSON, CSV, Parquet or HF dataset dir."),
     preset: str | None = typer.Option(None, help=f"One of {', '.join(io.PRESETS)} (default: detect)."),
     field: list[str] = typer.Option(
         [], "--field", help="NAME=INPUT_FIELD: read schema field or marker NAME from INPUT_FIELD; repeatable."

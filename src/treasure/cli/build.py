@@ -18,7 +18,9 @@ IO = [
     parameter(
         "annotated",
         Path,
-        typer.Argument(..., help="Annotated data (with .taxonomy.yaml/.stats.json beside it)."),
+        typer.Argument(
+            ..., metavar="ANNOTATED", help="Annotated data (with .taxonomy.yaml/.stats.json beside it)."
+        ),
     ),
     parameter("output", Path, typer.Option(..., "--output", "-o", help="TRAIN_DIR to write.")),
     parameter(

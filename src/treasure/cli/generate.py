@@ -23,7 +23,9 @@ IO = [
         "model_dir",
         str,
         typer.Argument(
-            ..., help="Model dir written by `treasure train`, or a registry name (`treasure models list`)."
+            ...,
+            metavar="MODEL_DIR",
+            help="Model dir written by `treasure train`, or a registry name (`treasure models list`).",
         ),
     ),
     parameter("prompt", str | None, typer.Option(None, "--prompt", "-p", help="One prompt.")),
@@ -39,11 +41,13 @@ IO = [
         typer.Option(False, "--show-markers", help="Print the markers beside the answer."),
     ),
     parameter(
-        "out",
+        "output",
         Path | None,
-        typer.Option(None, "--out", "-o", help="Write JSON lines here (default: stdout)."),
+        typer.Option(None, "--output", "-o", help="Write JSON lines here (default: stdout)."),
     ),
-    parameter("overwrite", bool, typer.Option(False, "--overwrite", help="Replace an existing --out file.")),
+    parameter(
+        "overwrite", bool, typer.Option(False, "--overwrite", help="Replace an existing --output file.")
+    ),
 ]
 
 
@@ -54,15 +58,15 @@ def generate_command(
     prompts: Path | None,
     marker: list[str],
     show_markers: bool,
-    out: Path | None,
+    output: Path | None,
     overwrite: bool,
 ) -> None:
     """Generate answers; writes `id, prompt, response, markers, markers_error` per prompt."""
     if (prompt is None) == (prompts is None):
         raise TreasureError("give exactly one of --prompt TEXT or --prompts FILE.jsonl")
-    if out is not None and out.exists() and not overwrite:
+    if output is not None and output.exists() and not overwrite:
         raise TreasureError(
-            f"{out}: exists; add --overwrite to replace it (kept until the new one is written)"
+            f"{output}: exists; add --overwrite to replace it (kept until the new one is written)"
         )
     given = name_values(marker) or None
     mode = config.mode or ("controlling" if given else "conditioning")
@@ -96,9 +100,9 @@ def generate_command(
     else:
         results = generator.generate(texts, mode, markers, config.strict, config.generation)
     out_rows = [output_row(row["id"], result) for row, result in zip(rows, results, strict=True)]
-    if out is not None:
-        write_jsonl(out_rows, out)
-        console.print(f"wrote {len(out_rows)} rows to {out}")
+    if output is not None:
+        write_jsonl(out_rows, output)
+        console.print(f"wrote {len(out_rows)} rows to {output}")
     elif prompts is not None:
         for row in out_rows:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")

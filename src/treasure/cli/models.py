@@ -27,7 +27,7 @@ def models_list() -> None:
 
 @models_app.command("prepare")
 def models_prepare(
-    name: str = typer.Argument(..., help="Registry name, e.g. smollm2-135m."),
+    name: str = typer.Argument(..., metavar="NAME", help="Registry name, e.g. smollm2-135m."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the cached dir checks out."),
 ) -> None:
     """Convert a registry model into the cache (once); prints its local HF dir."""

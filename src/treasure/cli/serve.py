@@ -15,7 +15,9 @@ MODEL_DIR = parameter(
     "model_dir",
     str,
     typer.Argument(
-        ..., help="Model dir written by `treasure train`, or a registry name (`treasure models list`)."
+        ...,
+        metavar="MODEL_DIR",
+        help="Model dir written by `treasure train`, or a registry name (`treasure models list`).",
     ),
 )
 

@@ -13,15 +13,19 @@ import yaml
 
 from treasure.cli import console
 from treasure.cli._from_config import command, name_values, parameter
-from treasure.train import PRESETS, TrainConfig, check_fields, train
+from treasure.train import PRESETS, SIZE_RECIPES, TrainConfig, check_fields, recipe_for_size, train
 
 DEFAULT_RECIPES = {"tiny": "tiny_demo", "smollm2-135m": "smollm2_demo"}  # by --model, without --config
 
 IO = [
-    parameter("train_dir", Path, typer.Argument(..., help="TRAIN_DIR written by `treasure build`.")),
+    parameter(
+        "train_dir",
+        Path,
+        typer.Argument(..., metavar="TRAIN_DIR", help="TRAIN_DIR written by `treasure build`."),
+    ),
     parameter("output", Path, typer.Option(..., "--output", "-o", help="MODEL_DIR to write.")),
     parameter(
-        "recipe",
+        "config_file",
         str | None,
         typer.Option(
             None,
@@ -29,7 +33,8 @@ IO = [
             "-c",
             help=f"Recipe YAML of TrainConfig/SFTConfig fields, or a preset ({', '.join(PRESETS)}); "
             f"default {DEFAULT_RECIPES['tiny']} for --model tiny, {DEFAULT_RECIPES['smollm2-135m']} for "
-            "smollm2-135m, none for other models. Options given override it.",
+            f"smollm2-135m, {' or '.join(SIZE_RECIPES)} by size (under or from 1B parameters) for a local "
+            "model dir. Options given override it.",
         ),
     ),
     parameter(
@@ -52,9 +57,29 @@ def sft_fields(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _count(parameters: int) -> str:
+    return f"{parameters / 1e9:.1f}B" if parameters >= 1e9 else f"{parameters / 1e6:.1f}M"
+
+
+def default_recipe(model: str) -> str | None:
+    """The recipe of `--model` without `--config`: the registry model's own, else one for a local dir's size
+    (said on the console), else none."""
+    if model in DEFAULT_RECIPES:
+        return DEFAULT_RECIPES[model]
+    if not (Path(model) / "config.json").is_file():
+        return None
+    name, parameters = recipe_for_size(model)
+    console.print(
+        f"recipe: {name} (--model {model}: {_count(parameters)} parameters; --config RECIPE to choose)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return name
+
+
 def recipe_values(given: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """The fields the command line does not give: the recipe's, then `--sft`'s, then TRAIN_DIR and -o."""
-    name = extra["recipe"] or DEFAULT_RECIPES.get(given.get("model", "tiny"))
+    name = extra["config_file"] or default_recipe(given.get("model", "tiny"))
     values = TrainConfig.recipe(name) if name else {}
     values.update(sft_fields(extra["sft"]))
     values.update(train_dir=extra["train_dir"], output_dir=extra["output"])

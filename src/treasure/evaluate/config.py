@@ -100,14 +100,14 @@ class EvalConfig:
         metadata=knob("Marked model dir written by `treasure train`, or a registry name.", positional=True)
     )
     out_dir: Path = field(
-        metadata=knob("Report dir: metrics.json, report.html, generations/.", "--out", "-o")
+        metadata=knob("Report dir: metrics.json, report.html, generations/.", "--output", "-o")
     )
     baseline_dir: Path | None = field(
         default=None, metadata=knob("Baseline model dir (trained without markers).", "--baseline")
     )
     suites: tuple[str, ...] = field(
         default=DEFAULT_SUITES,
-        metadata=knob(f"Comma list of: {', '.join(DEFAULT_SUITES)}, or a registered plugin.", "--suite"),
+        metadata=knob(f"Comma list of: {', '.join(DEFAULT_SUITES)}, or a registered plugin."),
     )
     prompts: Path | None = field(
         default=None, metadata=knob("JSONL rows with `id`, `prompt` and optional reference `response`.")

@@ -19,7 +19,7 @@ class Suite(Protocol):
     report's HTML ("" for nothing), built from `treasure.evaluate.render`'s escaping helpers.
     """
 
-    name: str  # as given to --suite, e.g. "length-instruct"
+    name: str  # as given to --suites, e.g. "length-instruct"
     needs_baseline: bool  # compares against the baseline model (--baseline is then required)
     needs_judge: bool  # uses the pairwise judge (metrics.json then names it)
 
