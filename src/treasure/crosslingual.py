@@ -88,8 +88,8 @@ def crosslingual_rows(
     for item in pool:
         if taken == config.n_items:
             break
-        english = answer_sentence(item["en"], "en")
         answers = {lang: answer_sentence(item[CODES[lang]], CODES[lang]) for lang in config.languages}
+        english = answers["English"] if "English" in answers else answer_sentence(item["en"], "en")
         texts = [english, *answers.values()]
         if any(t is None or not config.min_words <= len(t.split()) <= config.max_words for t in texts):
             continue

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import openai
 
@@ -31,7 +31,7 @@ COUNTERS = (
     "structured_fallbacks",
 )
 Structured = Literal["auto", "json_schema", "off"]
-STRUCTURED_MODES = ("auto", "json_schema", "off")
+STRUCTURED_MODES: tuple[str, ...] = get_args(Structured)
 
 
 def check_structured(mode: str) -> None:

@@ -26,9 +26,9 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(line.split(":", 1)[-1].split())
 
 
-def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
+def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16)."""
-    return bool(NATIVE_BF16_FLAGS & (cpu_flags() if flags is None else flags))
+    return bool(NATIVE_BF16_FLAGS & cpu_flags())
 
 
 def default_bf16() -> bool:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
@@ -271,9 +272,6 @@ def _sft_defaults() -> dict[str, Any]:
 def count_parameters(model_dir: str | Path) -> int:
     """Parameters of the causal LM that `model_dir/config.json` describes, counted on the meta device: no
     weight is read or allocated."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     try:
         config = AutoConfig.from_pretrained(model_dir)
         with torch.device("meta"):

@@ -83,7 +83,7 @@ PAIRWISE_USER = """Instruction:
 
 Which answer is better? Reply with exactly one word: A, B or TIE."""
 VERDICTS = ["A", "B", "TIE"]
-VERDICT = re.compile(r"^\W*(A|B|TIE)\W*$", re.IGNORECASE)
+VERDICT = re.compile(rf"^\W*({'|'.join(VERDICTS)})\W*$", re.IGNORECASE)
 VERDICT_FORMAT = json_schema_format("verdict", enum_object_schema({"verdict": VERDICTS}))
 
 
