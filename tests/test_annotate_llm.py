@@ -103,3 +103,20 @@ def test_auto_falls_back_to_plain_prompting_where_the_endpoint_rejects_the_schem
     structured = [body for _, body in stub.seen if "response_format" in body]
     assert structured and structured[0]["response_format"] == tagger.response_format
     assert counts["requests"] == 3 + len(structured)  # each rejected ask was sent again, plain
+
+
+def test_a_retry_after_an_invalid_answer_asks_again_with_the_error(stub: Stub):
+    """At temperature 0 the same question gets the same reply: the retry appends the reply and what was
+    wrong with it, and the endpoint's corrected answer is taken."""
+    valid = '{"task": "Rewrite", "domain": "Legal", "format": "JSON", "style": "Formal"}'
+    stub.reply = lambda body: valid if "invalid" in body["messages"][-1]["content"] else '{"task": "Poetry"}'
+    tagger = LLMTagger(TAX, LLMConfig(endpoint=stub.url, model="m", backoff_s=0.0, structured="off"))
+    assert tagger({"prompt": ["a"], "response": ["x"]})["task"] == ["Rewrite"]
+    counts = tagger.counters()
+    assert counts["invalid_retries"] == 1 and counts["invalid_rows"] == 0 and counts["requests"] == 2
+    first, second = (body["messages"] for _, body in stub.seen)
+    assert second[: len(first)] == first and second[len(first)] == {
+        "role": "assistant",
+        "content": '{"task": "Poetry"}',
+    }
+    assert "lacks domain, format, style" in second[-1]["content"]  # the error names the missing keys

@@ -136,6 +136,18 @@ def validate(content: str, tax: Taxonomy, markers: tuple[str, ...]) -> dict[str,
     return tags
 
 
+def repair_turn(reply: str, error: MarkerError) -> list[dict[str, str]]:
+    """The invalid `reply` and a user turn naming what was wrong, for the next attempt."""
+    return [
+        {"role": "assistant", "content": reply},
+        {
+            "role": "user",
+            "content": f"That answer is invalid: {error}. Answer again: one JSON object with every key, "
+            "each value one of the allowed values.",
+        },
+    ]
+
+
 class LLMTagger:
     """Step producing task, domain, format and style through an OpenAI-compatible endpoint."""
 
@@ -173,14 +185,18 @@ class LLMTagger:
             self._counts[key] += 1
 
     def tag(self, prompt: str, response: str) -> dict[str, str | None]:
-        """Validated tags of one row; all None (and counted) when every attempt was invalid."""
+        """Validated tags of one row; all None (and counted) when every attempt was invalid.
+
+        After an invalid answer the tagger asks again with its answer and the validation error appended
+        (a repair turn), so a retry at temperature 0 does not repeat the same reply."""
         messages = build_messages(prompt, response, self.taxonomy, self.config)
+        asked = messages
         for attempt in range(self.config.attempts):
             if attempt:
                 self._count("invalid_retries")
                 time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
             reply = self.client.chat(
-                messages,
+                asked,
                 max_tokens=self.config.max_tokens,
                 temperature=self.config.temperature,
                 attempt=attempt,
@@ -188,8 +204,8 @@ class LLMTagger:
             )
             try:
                 return validate(reply, self.taxonomy, self.produces)
-            except MarkerError:
-                continue
+            except MarkerError as error:
+                asked = [*messages, *repair_turn(reply, error)]
         self._count("invalid_rows")
         return dict.fromkeys(self.produces)
 
