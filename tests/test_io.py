@@ -328,3 +328,11 @@ def test_load_bundled_reads_every_training_file():
     assert not any(p.startswith("Below is an instruction") for p in ds["prompt"])
     quality = [q for q, f in zip(ds["quality"], ds["file"], strict=True) if f.startswith("evol")]
     assert len(quality) == 1000 and all(q is not None for q in quality)
+
+
+def test_an_empty_saved_split_loads_back_with_its_columns(tmp_path):
+    """A small set's validation split can have no row; `datasets` saves it without an .arrow file."""
+    empty = datasets.Dataset.from_list([{"prompt": "p", "n": 1}]).select([])
+    empty.save_to_disk(str(tmp_path / "validation"))
+    loaded = io.load_from_disk(tmp_path / "validation")
+    assert len(loaded) == 0 and loaded.features == empty.features

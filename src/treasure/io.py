@@ -556,10 +556,24 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
 
 
+def _empty_dataset(path: Path) -> datasets.Dataset | None:
+    """A saved dataset of no rows (e.g. a small set's validation split): `datasets` writes no .arrow file for
+    it and cannot load it back, so it is rebuilt from its saved features; None for any other dir."""
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or state.get("_data_files") != []:
+        return None
+    features = datasets.DatasetInfo.from_directory(str(path)).features
+    return datasets.Dataset.from_dict({name: [] for name in features or {}}, features=features)
+
+
 def load_from_disk(path: str | Path) -> Any:
     """`datasets.load_from_disk`, with a missing or damaged dir reported as one line naming it."""
     try:
-        return datasets.load_from_disk(str(path))
+        empty = _empty_dataset(Path(path))
+        return empty if empty is not None else datasets.load_from_disk(str(path))
     except (FileNotFoundError, OSError, ValueError) as exc:
         raise DataError(str(path), f"not a readable dataset dir ({type(exc).__name__}: {exc})") from None
     except Exception as exc:  # pyarrow raises its own errors for damaged .arrow files
