@@ -55,10 +55,14 @@ class DemoRecipe:
     # Response-length bands (words) the English rows are drawn from, equally many from each: gaps between
     # them put the quantile length buckets far apart, which a model with minutes of training can learn.
     response_bands: tuple[tuple[int, int], ...] = ()
-    # Length-contrast rows: this many more rows of the longest band, each also cut after whole sentences into
-    # every shorter band, so one prompt appears with three answer lengths and only the length marker tells
-    # them apart. Natural data hardly has this (a prompt mostly fixes its answer's length).
+    # Length-contrast rows: this many more rows of the longest band, each also cut after whole sentences at
+    # up to `ladder_rungs` points spread over its length (`length_ladder`), so one prompt appears with many
+    # answer lengths and only the length markers tell them apart. Natural data hardly has this (a prompt
+    # mostly fixes its answer's length); three bands alone taught three clusters, not a number
+    # (docs/smollm2-demo-experiments.md no. 7).
     contrast_rows: int = 0
+    ladder_rungs: int = 4
+    ladder_min_words: int = 5
     rows_per_language: int = 0  # rows of each bundled non-English language (0: English only)
     max_multilingual_chars: int = 600  # prompt + response characters of a non-English row
     # Cross-lingual rows (`treasure.crosslingual`): this many parallel XQuAD items, each an English prompt
@@ -247,7 +251,7 @@ def select_rows(spec: DemoRecipe, seed: int) -> tuple[datasets.Dataset, int, lis
         parts.append(band.select(range(share)))
         if spec.contrast_rows and index == len(spec.response_bands) - 1:  # the longest band, rows not taken
             source = band.select(range(share, min(share + spec.contrast_rows, len(band))))
-            parts.append(contrast_triplets(source, spec.response_bands[:-1]))
+            parts.append(length_ladder(source, spec.ladder_rungs, spec.ladder_min_words))
     if not spec.response_bands:
         parts.append(english.select(range(min(spec.english_rows or len(english), len(english)))))
     if spec.crosslingual_items:
@@ -287,10 +291,12 @@ SENTENCE_END = re.compile(r"[.!?]$")
 LIST_LABEL = re.compile(r"(^|\s)(\d+|[A-Za-z])[.)]$")  # "1." or "a)": spaCy makes them sentences
 
 
-def contrast_triplets(rows: datasets.Dataset, bands: tuple[tuple[int, int], ...]) -> datasets.Dataset:
-    """Each row, plus one copy per band cut after whole sentences (spaCy sentencizer) to a word count in
-    that band; ids of copies get `#cut<band>`. A row is kept only when every band has a clean cut: one
-    that ends a sentence, and not on a list label or a colon."""
+def length_ladder(rows: datasets.Dataset, rungs: int, min_words: int) -> datasets.Dataset:
+    """Each row, plus up to `rungs` copies cut after whole sentences (spaCy sentencizer), spread evenly
+    over the row's clean cuts (ending a sentence, not on a list label or a colon, at least `min_words`
+    words); ids of copies get `#cut<k>`. One prompt is so seen with many answer lengths, and only the
+    length markers (`length_tokens`, `length_bucket`) tell them apart. Rows with fewer than two clean cuts
+    are left out."""
     import spacy
 
     nlp = spacy.blank("en")
@@ -298,24 +304,18 @@ def contrast_triplets(rows: datasets.Dataset, bands: tuple[tuple[int, int], ...]
     kept: list[dict[str, Any]] = []
     for row in rows:
         sentences = [s.text_with_ws for s in nlp(row["response"]).sents]
-        copies = []
-        for index, (low, high) in enumerate(bands):
-            prefixes = ("".join(sentences[:end]).strip() for end in range(1, len(sentences)))
-            cut = next(
-                (
-                    text
-                    for text in prefixes
-                    if low <= len(text.split()) <= high
-                    and SENTENCE_END.search(text)
-                    and not LIST_LABEL.search(text)
-                ),
-                None,
-            )
-            if cut is None:
-                break
-            copies.append({**row, "id": f"{row['id']}#cut{index}", "response": cut})
-        if len(copies) == len(bands):
-            kept += [row, *copies]
+        prefixes = ("".join(sentences[:end]).strip() for end in range(1, len(sentences)))
+        cuts = [
+            text
+            for text in prefixes
+            if len(text.split()) >= min_words and SENTENCE_END.search(text) and not LIST_LABEL.search(text)
+        ]
+        if len(cuts) < 2:
+            continue
+        if len(cuts) > rungs:
+            cuts = [cuts[round(i * (len(cuts) - 1) / (rungs - 1))] for i in range(rungs)]
+        copies = [{**row, "id": f"{row['id']}#cut{k}", "response": cut} for k, cut in enumerate(cuts)]
+        kept += [row, *copies]
     return datasets.Dataset.from_list(kept, features=rows.features)
 
 
@@ -380,16 +380,17 @@ def annotate_stage(data_file: Path, out: Path, console: Console) -> dict[str, An
 
 
 def banded_thresholds(data_file: Path) -> tuple[int, ...]:
-    """Tertile cut points of `length_tokens` (the annotator's count) over the rows without a given
-    language: the English rows drawn from the response bands and their length-contrast copies."""
+    """Tertile cut points of `length_tokens` (the annotator's count) over the English rows drawn equally
+    from the response bands: rows with a given language and the length ladders (`length_ladder`: a
+    long row and its cuts, spread over every length) are left out."""
     from treasure.annotate.buckets import quantile_thresholds
     from treasure.annotate.rules import LengthCounter
 
+    rows = [row for _, row in io.iter_records(data_file) if row.get("language") is None]
+    ladders = {row["id"].split("#")[0] for row in rows if "#cut" in row["id"]}
     counter = LengthCounter()
     lengths = [
-        counter.count(row["response"], "English")[0]
-        for _, row in io.iter_records(data_file)
-        if row.get("language") is None
+        counter.count(row["response"], "English")[0] for row in rows if row["id"].split("#")[0] not in ladders
     ]
     return quantile_thresholds(lengths, 3)
 
