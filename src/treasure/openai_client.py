@@ -40,6 +40,15 @@ def check_structured(mode: str) -> None:
         raise TreasureError(f"structured output must be one of {', '.join(STRUCTURED_MODES)}, got {mode!r}")
 
 
+def structured_help(label: str, schema_of: str) -> str:
+    """Help of a config's `structured` field (`label`: its first words, `schema_of`: what the JSON schema
+    allows); the field is validated with `check_structured`."""
+    return (
+        f"{label}: auto (a JSON schema of {schema_of} where the endpoint accepts it, else plain "
+        "prompting), json_schema (always) or off."
+    )
+
+
 def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI `response_format` asking for JSON that follows `schema` (strict)."""
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}

@@ -31,6 +31,7 @@ from treasure.openai_client import (
     check_structured,
     enum_object_schema,
     json_schema_format,
+    structured_help,
 )
 from treasure.taxonomy import Taxonomy
 from treasure.template import escape
@@ -64,11 +65,7 @@ class LLMConfig:
     )
     definitions: Path = field(default_factory=lambda: resource_path("class_definitions.json"))
     structured: Structured = field(
-        default="auto",
-        metadata=knob(
-            "Structured output: auto (a JSON schema of the allowed values where the endpoint accepts it, "
-            "else plain prompting), json_schema (always) or off."
-        ),
+        default="auto", metadata=knob(structured_help("Structured output", "the allowed values"))
     )
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from treasure.backends import AUTO, BACKENDS, GenerationConfig
 from treasure.errors import TreasureError
 from treasure.generate import MODES as GENERATION_MODES
 from treasure.knobs import group, knob
-from treasure.openai_client import Structured, check_structured
+from treasure.openai_client import Structured, check_structured, structured_help
 
 DEFAULT_SUITES: tuple[str, ...] = (
     "length-instruct",
@@ -71,11 +71,7 @@ class JudgeConfig:
     max_retries: int = field(default=2, metadata=knob("HTTP retries per judge request."))
     cache: Path | None = field(default=None, metadata=knob("Disk cache dir for judge replies."))
     structured: Structured = field(
-        default="auto",
-        metadata=knob(
-            "Judge structured output: auto (a JSON schema of the verdicts where the endpoint accepts it, "
-            "else plain prompting), json_schema (always) or off."
-        ),
+        default="auto", metadata=knob(structured_help("Judge structured output", "the verdicts"))
     )
 
     def __post_init__(self) -> None:
