@@ -46,6 +46,7 @@ from treasure.decision_loss import DecisionTokens, weighted_loss
 from treasure.errors import TreasureError
 from treasure.knobs import check_keys, knob, load_config_file
 from treasure.precision import default_bf16
+from treasure.prompt_batches import PromptGroupedSampler, prompt_key
 from treasure.taxonomy import Taxonomy
 from treasure.tiny import (
     CHAT_TEMPLATE,
@@ -66,6 +67,8 @@ SIZE_RECIPES = ("lora_small", "lora_7b")  # below SMALL_MODEL_PARAMETERS, and fr
 # token are lost, so the model never sees where a long answer stops), or the row is left out.
 LONG_ROWS = ("truncate", "drop")
 MARKER_TOKENS = ("none", "tags", "lines")
+# transformers' samplers, and treasure's: rows that differ only in their markers share a batch
+SAMPLING_STRATEGIES = ("random", "sequential", "group_by_length", "batch_rebalance", "group_by_prompt")
 # transformers 5.20 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name stays as a
 # deprecated alias); vLLM's CPU build pins an older transformers that has only the old name.
 HAS_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in SFTConfig.__dataclass_fields__
@@ -188,7 +191,13 @@ class TrainConfig(SFTConfig):
             "it activation_checkpointing; either name works)."
         ),
     )
-    train_sampling_strategy: str = "group_by_length"
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata=knob(
+            "Batches: random, group_by_length (less padding), or group_by_prompt (rows whose prompts differ "
+            "only in markers share a batch, so length ladders and cross-lingual rows meet in one step)."
+        ),
+    )
     include_num_input_tokens_seen: str | bool = "non_padding"
     dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)  # pinning needs a GPU
     report_to: str = field(
@@ -200,6 +209,11 @@ class TrainConfig(SFTConfig):
             f"{name} must be {rule}, got {getattr(self, name)!r}"
             for name, ok, rule in (
                 ("long_rows", self.long_rows in LONG_ROWS, " or ".join(LONG_ROWS)),
+                (
+                    "train_sampling_strategy",
+                    self.train_sampling_strategy in SAMPLING_STRATEGIES,
+                    ", ".join(SAMPLING_STRATEGIES),
+                ),
                 ("marker_tokens", self.marker_tokens in MARKER_TOKENS, ", ".join(MARKER_TOKENS)),
                 ("merge", not self.merge or self.lora, "false without lora (it merges LoRA adapters)"),
                 ("max_length", isinstance(self.max_length, int) and self.max_length >= 1, "at least 1"),
@@ -561,7 +575,7 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     has_eval = len(val_rows) > 0
     if has_eval != (len(val_raw) > 0):
         args = training_args(config, work / CHECKPOINTS, has_eval)
-    trainer_class = SFTTrainer if config.decision_weight == 1 else DecisionWeightedTrainer
+    trainer_class = TreasureSFTTrainer if config.decision_weight == 1 else DecisionWeightedTrainer
     trainer = trainer_class(
         model=model,
         args=args,
@@ -586,7 +600,17 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
     return trainer, meta
 
 
-class DecisionWeightedTrainer(SFTTrainer):
+class TreasureSFTTrainer(SFTTrainer):
+    """`SFTTrainer` with treasure's `group_by_prompt` batches (`treasure.prompt_batches`)."""
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        if self.args.train_sampling_strategy != "group_by_prompt":
+            return super()._get_train_sampler(train_dataset)
+        keys = [prompt_key(turns) for turns in self.train_dataset["prompt"]]
+        return PromptGroupedSampler(keys, self.args.per_device_train_batch_size, self.args.data_seed)
+
+
+class DecisionWeightedTrainer(TreasureSFTTrainer):
     """`SFTTrainer` whose loss weighs the answer's stop/continue decisions by `args.decision_weight`
     (`treasure.decision_loss`); train and eval losses are that weighted mean."""
 
