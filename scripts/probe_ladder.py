@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from treasure.demo import ladder_stem
+
 LENGTH_TOKENS = re.compile(r"<length_tokens>(\d+)</length_tokens>")
 LENGTH_BUCKET = re.compile(r"<length_bucket>(\w+)</length_bucket>")
 
@@ -31,7 +33,7 @@ def ladders(train_file: str, limit: int) -> list[dict[str, dict[str, Any]]]:
     with open(train_file, encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
-            stem, _, cut = row["id"].partition("#")
+            stem, cut = ladder_stem(row["id"])
             groups.setdefault(stem, {})[cut] = row
     return [g for g in groups.values() if len(g) > 1 and "" in g][:limit]
 

@@ -289,6 +289,13 @@ def select_rows(spec: DemoRecipe, seed: int) -> tuple[datasets.Dataset, int, lis
 
 SENTENCE_END = re.compile(r"[.!?]$")
 LIST_LABEL = re.compile(r"(^|\s)(\d+|[A-Za-z])[.)]$")  # "1." or "a)": spaCy makes them sentences
+CUT = "#cut"  # a ladder copy's id: the full row's id, CUT, the copy's number
+
+
+def ladder_stem(row_id: str) -> tuple[str, str]:
+    """(the ladder's id, "cut<k>") for a ladder copy's id, (the id, "") for any other row."""
+    stem, mark, number = row_id.partition(CUT)
+    return stem, f"cut{number}" if mark else ""
 
 
 def length_ladder(rows: datasets.Dataset, rungs: int, min_words: int) -> datasets.Dataset:
@@ -314,7 +321,7 @@ def length_ladder(rows: datasets.Dataset, rungs: int, min_words: int) -> dataset
             continue
         if len(cuts) > rungs:
             cuts = [cuts[round(i * (len(cuts) - 1) / (rungs - 1))] for i in range(rungs)]
-        copies = [{**row, "id": f"{row['id']}#cut{k}", "response": cut} for k, cut in enumerate(cuts)]
+        copies = [{**row, "id": f"{row['id']}{CUT}{k}", "response": cut} for k, cut in enumerate(cuts)]
         kept += [row, *copies]
     return datasets.Dataset.from_list(kept, features=rows.features)
 
@@ -387,10 +394,12 @@ def banded_thresholds(data_file: Path) -> tuple[int, ...]:
     from treasure.annotate.rules import LengthCounter
 
     rows = [row for _, row in io.iter_records(data_file) if row.get("language") is None]
-    ladders = {row["id"].split("#")[0] for row in rows if "#cut" in row["id"]}
+    ladders = {ladder_stem(row["id"])[0] for row in rows if ladder_stem(row["id"])[1]}
     counter = LengthCounter()
     lengths = [
-        counter.count(row["response"], "English")[0] for row in rows if row["id"].split("#")[0] not in ladders
+        counter.count(row["response"], "English")[0]
+        for row in rows
+        if ladder_stem(row["id"])[0] not in ladders
     ]
     return quantile_thresholds(lengths, 3)
 
