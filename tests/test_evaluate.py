@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import openai
 import pytest
 
 from fixtures_stub import Stub
@@ -124,6 +125,20 @@ def test_openai_judge_reads_structured_verdicts_and_falls_back_to_plain(stub: St
     assert judge.compare(["p"], ["x"], ["y"]) == [0.5]  # B in both orders, plain after the fallback
     assert judge.counts["structured_fallbacks"] == 1 and judge.counts["invalid"] == 0
     assert judge.counts["requests"] == 3
+
+
+def test_openai_judge_http_retries_reach_the_client(stub: Stub, tmp_path: Path):
+    stub.reply = lambda body: "A"
+    stub.script = [503, 503]
+    config = JudgeConfig(kind="openai", endpoint=stub.url, model="m", http_retries=2, max_retries=0)
+    judge = OpenAIJudge(config, tmp_path / "retried")
+    assert judge.compare(["p"], ["x"], ["y"]) == [0.5]  # A in both orders, after two 503s
+    assert judge.counts["retries"] == 2 and judge.counts["invalid"] == 0
+
+    stub.script = [503]
+    config = JudgeConfig(kind="openai", endpoint=stub.url, model="m", http_retries=0, max_retries=2)
+    with pytest.raises(openai.InternalServerError):  # re-asking for a verdict is not an HTTP retry
+        OpenAIJudge(config, tmp_path / "not-retried").compare(["q"], ["x"], ["y"])
 
 
 def test_long_tail_split_and_unseen_values_are_tail():

@@ -68,7 +68,13 @@ class JudgeConfig:
         default="OPENAI_API_KEY", metadata=knob("Environment variable holding the judge endpoint's API key.")
     )
     concurrency: int = field(default=4, metadata=knob("Judge requests in flight at once."))
-    max_retries: int = field(default=2, metadata=knob("HTTP retries per judge request."))
+    max_retries: int = field(
+        default=2, metadata=knob("Re-asks per ordering when the reply is not a verdict (then a tie).")
+    )
+    http_retries: int = field(
+        default=3,
+        metadata=knob("HTTP retries per judge request (connection errors, 429, 5xx), with backoff."),
+    )
     cache: Path | None = field(default=None, metadata=knob("Disk cache dir for judge replies."))
     structured: Structured = field(
         default="auto", metadata=knob(structured_help("Judge structured output", "the verdicts"))

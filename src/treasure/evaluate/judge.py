@@ -111,6 +111,7 @@ class OpenAIJudge:
                 base_url=config.endpoint,
                 model=config.model,
                 api_key_env=config.api_key_env,
+                max_retries=config.http_retries,
                 cache_dir=Path(config.cache or cache_dir),
                 structured=config.structured,
             )
