@@ -83,6 +83,13 @@ def test_invalid_requests_are_4xx_never_5xx(openai_server: str) -> None:
     last_not_user = {"messages": [{"role": "assistant", "content": "hi"}]}
     response = httpx.post(url, json=last_not_user, headers=headers, timeout=30)
     assert response.status_code == 400 and "must have role 'user'" in response.json()["error"]["message"]
+    markers_unasked = {
+        "messages": USER,
+        "markers": {"length_bucket": "long"},
+        "treasure_mode": "conditioning",
+    }
+    response = httpx.post(url, json=markers_unasked, headers=headers, timeout=30)
+    assert response.status_code == 400 and "takes no markers" in response.json()["error"]["message"]
     response = httpx.post(url, content=b"{not json", headers=headers, timeout=30)
     assert 400 <= response.status_code < 500
 

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from treasure import budget, guidance, instructions, models, template
 from treasure.artifacts import TAXONOMY, ModelDir
@@ -46,11 +46,24 @@ __all__ = [
     "Mode",
     "ModelMarkers",
     "Prepared",
+    "resolve_mode",
 ]
 
 Mode = Literal["conditioning", "controlling", "fixed"]
-MODES: tuple[str, ...] = ("conditioning", "controlling", "fixed")
+MODES: tuple[str, ...] = get_args(Mode)
 log = logging.getLogger(__name__)
+
+
+def resolve_mode(mode: str | None, markers: Mapping[str, Any] | None) -> str:
+    """The mode a request runs in: `mode` when given, else controlling with markers and conditioning
+    without. `TreasureError` for an unknown mode, `MarkerError` for markers under conditioning."""
+    if mode is None:
+        return "controlling" if markers else "conditioning"
+    if mode not in MODES:
+        raise TreasureError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if mode == "conditioning" and markers:
+        raise MarkerError("conditioning mode takes no markers; use mode 'controlling' to set markers")
+    return mode
 
 
 @dataclass
@@ -113,8 +126,7 @@ class ModelMarkers:
         """The given markers, canonical; `MarkerError` (with the valid values or the trained markers) or
         `TreasureError` for what `Generator.prepare` would refuse, and for markers the model never saw."""
         given = dict(markers or {})
-        if mode == "conditioning" and given:
-            raise MarkerError("conditioning mode takes no markers; use mode 'controlling' to set markers")
+        resolve_mode(mode, given)
         given = self.taxonomy.user_markers(given)
         if not self.marked and (given or strict):
             raise TreasureError(
@@ -270,13 +282,10 @@ class Generator:
         history: Sequence[Mapping[str, str]] | None = None,
     ) -> Prepared:
         """Build the exact model input for one prompt; invalid markers raise `MarkerError`."""
-        if mode not in MODES:
-            raise TreasureError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
         given = dict(markers or {})
+        resolve_mode(mode, given)
         model_prompt = prompt
         detected_limit = None
-        if mode == "conditioning" and given:
-            raise MarkerError("conditioning mode takes no markers; use mode 'controlling' to set markers")
         if mode == "fixed":
             detection = instructions.detect(prompt, taxonomy=self.taxonomy)
             detected = detection.markers

@@ -53,7 +53,7 @@ from starlette.types import Message as ASGIMessage
 from treasure.backends import MAX_GUIDANCE, Stop, refuse_guidance
 from treasure.backends.upstream import UpstreamError
 from treasure.errors import MarkerError, TreasureError
-from treasure.generate import Generation, GenerationConfig, Generator
+from treasure.generate import Generation, GenerationConfig, Generator, Mode, resolve_mode
 from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
 
@@ -199,7 +199,7 @@ class ChatRequest(BaseModel):
     n: JsonInt = Field(1, ge=1, le=1)
     stream: StrictBool = False
     markers: MarkerValues | None = None
-    treasure_mode: Literal["conditioning", "controlling", "fixed"] | None = None
+    treasure_mode: Mode | None = None
     treasure_strict: StrictBool = False
     guidance: float | None = Field(
         None,
@@ -508,11 +508,12 @@ def create_app(generator: Generator, config: ServeConfig | None = None) -> FastA
         return _error(504, limit, "timeout")
 
     async def chat(body: ChatRequest, request: Request) -> Any:
-        if body.markers and body.treasure_mode == "conditioning":  # schema-valid, contradictory: 400
-            return _error(400, "conditioning mode takes no markers; use mode 'controlling' to set markers")
+        try:
+            mode = resolve_mode(body.treasure_mode, body.markers)
+        except MarkerError as exc:  # schema-valid, contradictory: 400
+            return _error(400, str(exc))
         if body.markers:
             check_markers(body.markers, generator.taxonomy)
-        mode = body.treasure_mode or ("controlling" if body.markers else "conditioning")
         gen_config = generation_config(body)
         generator.check(gen_config)  # marker guidance on a backend without it: 400 before anything starts
         history = [m.model_dump() for m in body.messages[:-1]]

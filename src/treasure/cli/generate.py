@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from treasure.cli import console
 from treasure.cli._from_config import command, name_values, parameter
 from treasure.errors import MarkerError, TreasureError
-from treasure.generate import GenerateConfig, Generator, ModelMarkers, output_row, read_prompts
+from treasure.generate import GenerateConfig, Generator, ModelMarkers, output_row, read_prompts, resolve_mode
 from treasure.io import write_jsonl
 
 IO = [
@@ -69,7 +69,7 @@ def generate_command(
             f"{output}: exists; add --overwrite to replace it (kept until the new one is written)"
         )
     given = name_values(marker) or None
-    mode = config.mode or ("controlling" if given else "conditioning")
+    mode = resolve_mode(config.mode, given)
     # markers are checked against the model dir's taxonomy and trained markers before any weights load
     known = ModelMarkers.of(model_dir)
     rows = (
