@@ -2,12 +2,13 @@
 
 For each length ladder of a built train dir (a long answer and its copies cut after whole sentences,
 `treasure.demo.length_ladder`), P(end of turn) is read right after each cut's last sentence twice: with the
-cut's own `length_tokens` / `length_bucket` (in the prompt and in the block), and with the full answer's.
+cut's own `length_tokens` / `length_bucket` (in the prompt and in the block), and with the full answer's
+(or with fixed ones, `--to BUCKET,N`).
 A model that reads the markers stops at the cut with its own markers and goes on with the full answer's.
 Printed: the means, split by whether the swap changes the bucket, and the first rows
 (cut tokens, full tokens, cut bucket, full bucket, P own, P full). Used for docs/smollm2-demo-experiments.md.
 
-Run: `.venv/bin/python scripts/probe_ladder.py MODEL_DIR TRAIN_DIR/train.jsonl [--ladders 60]`
+Run: `.venv/bin/python scripts/probe_ladder.py MODEL_DIR TRAIN_DIR/train.jsonl [--ladders 60] [--to concise,20]`
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main() -> None:
     parser.add_argument("model_dir")
     parser.add_argument("train_file")
     parser.add_argument("--ladders", type=int, default=60)
+    parser.add_argument(
+        "--to", help="BUCKET,N: swap every cut's length markers to these instead of the full answer's"
+    )
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32).eval()
@@ -59,6 +63,8 @@ def main() -> None:
     for group in ladders(args.train_file, args.ladders):
         full = group[""]["messages"][1]["content"]
         n_full, b_full = LENGTH_TOKENS.search(full).group(1), LENGTH_BUCKET.search(full).group(1)
+        if args.to:
+            b_full, n_full = args.to.split(",")
         for key, row in group.items():
             if not key:
                 continue
