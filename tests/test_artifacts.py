@@ -38,6 +38,7 @@ PLACES = {
     "ANNOTATED": artifacts.ANNOTATED_FILES,
     "TRAIN_DIR/": artifacts.TRAIN_DIR_FILES,
     "MODEL_DIR/": artifacts.MODEL_DIR_FILES,
+    "REPORT_DIR/": artifacts.REPORT_DIR_FILES,
 }
 TAX = with_thresholds(Taxonomy.default(), "length_bucket", (7, 21))  # not the default: a sidecar was read
 BUILD_DATA = {

@@ -35,12 +35,17 @@ TRAIN = "train.json"
 REJECTS = "rejects.jsonl"
 WORK = "work"  # annotate's resumable shards (a dir), removed after a successful run
 SPLITS = ("train", "validation")
+METRICS = "metrics.json"  # REPORT_DIR's: every suite's numbers
+REPORT_HTML = "report.html"
+GENERATIONS = "generations"  # cached answers per model (a dir)
+JUDGE_CACHE = "judge-cache"  # the pairwise judge's replies (a dir)
 
 # Every file of each place, as the docs' table names it (`ANNOTATED<name>`, `TRAIN_DIR/<name>`,
 # `MODEL_DIR/<name>`; a trailing "/" is a dir). MODEL_DIR also holds the standard HF files.
 ANNOTATED_FILES = (f".{TAXONOMY}", f".{STATS}", f".{REJECTS}", f".{WORK}/")
 TRAIN_DIR_FILES = (*(f"{s}/" for s in SPLITS), *(f"{s}.jsonl" for s in SPLITS), BUILD, TAXONOMY, STATS)
 MODEL_DIR_FILES = (TAXONOMY, STATS, BUILD, TRAIN)
+REPORT_DIR_FILES = (METRICS, REPORT_HTML, f"{GENERATIONS}/", f"{JUDGE_CACHE}/")
 
 
 def sidecar(data: str | Path, name: str) -> Path:

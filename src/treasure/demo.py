@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from treasure import io, models
+from treasure.artifacts import REPORT_HTML
 from treasure.bundled import load_bundled
 from treasure.errors import TreasureError
 from treasure.knobs import knob
@@ -515,7 +516,7 @@ def evaluate_stage(config: DemoConfig, console: Console) -> dict[str, Any]:
     metrics = evaluate(eval_config(config))
     console.print(paper_table(metrics))
     console.print(adherence_table(metrics))
-    return {"report": str(config.out_dir / "report" / "report.html")}
+    return {"report": str(config.out_dir / "report" / REPORT_HTML)}
 
 
 def adherence_table(metrics: dict[str, Any]) -> Table:

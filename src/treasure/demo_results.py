@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from treasure.artifacts import METRICS
+
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
-METRICS, TIMINGS = "metrics.json", "timings.json"
+TIMINGS = "timings.json"  # the demo's stage times, beside the report's METRICS
 STAGE_NAMES = {"show answers": "answers"}  # timings.json name → README name
 MIN_STAGE_S = 1.0  # stages faster than this are left out of the stage-times line
 # The column beside a length-instruct row that is not judged differently from the first judged row

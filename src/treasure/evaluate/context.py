@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from treasure.artifacts import ModelDir
+from treasure.artifacts import GENERATIONS, JUDGE_CACHE, ModelDir
 from treasure.evaluate.adherence import reannotate
 from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.judge import OpenAIJudge, RewardModelJudge, make_judge
@@ -34,7 +34,7 @@ class EvalContext:
         if config.baseline_dir is not None:
             self.models["baseline"] = config.baseline_dir
         self.runs = GenerationRuns(
-            self.models, config.out_dir / "generations", config.generation, config.backend, config.progress
+            self.models, config.out_dir / GENERATIONS, config.generation, config.backend, config.progress
         )
         self.timings: dict[str, float] = {}  # seconds of the slow steps, for metrics.json
         self._shared: dict[str, Any] = {}
@@ -67,7 +67,7 @@ class EvalContext:
     @cached_property
     def judge(self) -> RewardModelJudge | OpenAIJudge:
         """The pairwise judge of `config.judge`."""
-        return make_judge(self.config.judge, self.config.out_dir / "judge-cache")
+        return make_judge(self.config.judge, self.config.out_dir / JUDGE_CACHE)
 
     @cached_property
     def labels(self) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
+from treasure.artifacts import METRICS, REPORT_HTML
 from treasure.errors import DataError
 
 # Figures are drawn through `Figure` directly (no pyplot state), so no GUI backend is ever needed.
@@ -36,7 +37,7 @@ class ReportConfig:
     dpi: int = 100
     figure_width: float = 8.0  # inches
     max_label_chars: int = 40  # longer marker values are cut with an ellipsis in figures
-    filename: str = "report.html"
+    filename: str = REPORT_HTML
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Page:
 def number(value: Any, field: str) -> float:
     """A finite-or-NaN float from metrics, or a DataError naming the field."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise DataError("metrics.json", f"expected a number, got {value!r}", field=field)
+        raise DataError(METRICS, f"expected a number, got {value!r}", field=field)
     return float(value)
 
 

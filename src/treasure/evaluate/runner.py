@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
+from treasure.artifacts import METRICS
 from treasure.errors import MarkerError, TreasureError
 from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.context import EvalContext
@@ -58,6 +59,6 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         "suites": sections,
         "timings_s": {k: round(v, 1) for k, v in ctx.timings.items()},
     }
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     write_report(metrics, out)
     return metrics
