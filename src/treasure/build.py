@@ -1,8 +1,8 @@
 """Training sets from annotated rows: chat messages with the marker template, seeded dropout, baseline.
 
 User turn = `template.with_prompt_markers(prompt, kept, tax)`; assistant turn = `template.render(all,
-tax) + response` (DESIGN.md §2). Each row draws its dropout from a `random.Random` seeded by (seed, row
-id), so the output is byte-identical for a seed and does not depend on row order or parallelism.
+tax) + response` (docs/architecture.md §2). Each row draws its dropout from a `random.Random` seeded by
+(seed, row id), so the output is byte-identical for a seed and does not depend on row order or parallelism.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Generation with a marked model: conditioning, controlling and fixed modes (DESIGN.md §1, §2).
+"""Generation with a marked model: conditioning, controlling and fixed modes (docs/architecture.md §1, §2).
 
 - conditioning: no markers given; the model writes its template block, then the answer.
 - controlling: the caller's markers go into the user turn exactly as in training

@@ -1,4 +1,4 @@
-"""Plain-words constraints → markers, for the "fixed" mode (DESIGN.md §3, last paragraph).
+"""Plain-words constraints → markers, for the "fixed" mode (docs/architecture.md §3, last paragraph).
 
 `detect(prompt)` finds length limits ("using 50 words or less", "in 3 sentences", "in one paragraph"),
 the answer language ("answer in Spanish", "en español", "フランス語で") and formats ("as a table",

@@ -1,4 +1,4 @@
-"""Render, parse and escape the `<TEMPLATE>` marker block (DESIGN.md §2).
+"""Render, parse and escape the `<TEMPLATE>` marker block (docs/architecture.md §2).
 
     <TEMPLATE>
     <domain>Legal</domain>

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import yaml
@@ -45,7 +45,8 @@ SIZE_KEYS = {
     "max_position_embeddings",
     "tie_word_embeddings",
 }
-MarkerTokens = Literal["none", "tags", "lines"]
+MarkerTokens = Literal["none", "tags", "lines"]  # no added tokens, one per tag, one per whole marker line
+MARKER_TOKENS: tuple[str, ...] = get_args(MarkerTokens)
 
 
 @dataclass
@@ -82,8 +83,8 @@ def marker_token_strings(tax: Taxonomy, mode: MarkerTokens = "lines") -> list[st
     """The added tokens that keep template text whole (longest match wins when tokenising)."""
     if mode == "none":
         return []
-    if mode not in ("tags", "lines"):
-        raise TreasureError(f"marker_tokens must be none, tags or lines, got {mode!r}")
+    if mode not in MARKER_TOKENS:
+        raise TreasureError(f"marker_tokens must be one of {', '.join(MARKER_TOKENS)}, got {mode!r}")
     tokens = [OPEN + "\n", OPEN, CLOSE + "\n", CLOSE]
     for name, marker in tax.markers.items():
         tokens += [f"<{name}>", f"</{name}>\n", f"</{name}>"]

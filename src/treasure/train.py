@@ -52,6 +52,7 @@ from treasure.tiny import (
     CHAT_TEMPLATE,
     CONFIG_DIR,
     END,
+    MARKER_TOKENS,
     TokenizerConfig,
     load_size,
     make_model,
@@ -66,7 +67,6 @@ SIZE_RECIPES = ("lora_small", "lora_7b")  # below SMALL_MODEL_PARAMETERS, and fr
 # What happens to a row longer than max_length: TRL keeps its start (the answer's end and the end-of-turn
 # token are lost, so the model never sees where a long answer stops), or the row is left out.
 LONG_ROWS = ("truncate", "drop")
-MARKER_TOKENS = ("none", "tags", "lines")
 # transformers' samplers, and treasure's: rows that differ only in their markers share a batch
 SAMPLING_STRATEGIES = ("random", "sequential", "group_by_length", "batch_rebalance", "group_by_prompt")
 # transformers 5.20 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name stays as a
