@@ -14,8 +14,6 @@ to infer the marker from such a request too (the paper's language protocol keeps
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from treasure import io
 from treasure.bundled import DATA_DIR
 
 XQUAD_FILE = DATA_DIR / "multilingual_instruct" / "xquad_parallel.jsonl.gz"
@@ -45,10 +44,7 @@ class CrossLingualConfig:
 
 def read_items(path: Path = XQUAD_FILE) -> Iterator[dict[str, Any]]:
     """The parallel items: `{"id", "en": {"context", "question", "answer"}, "es": {…}, …}`."""
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+    yield from io.read_records(path)
 
 
 @cache

@@ -8,13 +8,12 @@ the gold bounds (±1, since "at most 150" is stored as "less than 151").
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from treasure import io
 from treasure.instructions import detect
 from treasure.taxonomy import Taxonomy
 
@@ -67,10 +66,7 @@ class MarkerScore:
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of an IFEval-schema JSONL file (optionally gzipped)."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return io.read_records(path)
 
 
 def _gold(row: dict[str, Any], tax: Taxonomy) -> tuple[dict[str, list[Any]], set[str], set[str]]:

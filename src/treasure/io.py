@@ -118,6 +118,18 @@ def iter_records(path: str | Path, max_row_bytes: int = MAX_ROW_BYTES) -> Iterat
         raise DataError(str(path), f"cannot read file: {exc}") from None
 
 
+def read_records(path: str | Path) -> list[Any]:
+    """Every record of a data file (`iter_records`: JSONL, JSON, CSV, Parquet, optionally .gz, or an HF
+    dir); the first malformed one raises its `DataError` (file, line, field). For files treasure ships
+    or wrote itself, where a bad line is a bug, not user data to skip."""
+    records = []
+    for _, record in iter_records(path):
+        if isinstance(record, DataError):
+            raise record
+        records.append(record)
+    return records
+
+
 def _clip(text: str) -> str:
     """`text`, cut to `REJECT_RAW_CHARS` (with a note) for the rejects file."""
     if len(text) <= REJECT_RAW_CHARS:

@@ -3,12 +3,11 @@ multilingual prompts, task/domain on `treasure/data/dev/task_domain_dev.jsonl`, 
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from treasure import io
 from treasure.annotate.classifier import Classifier, ClassifierConfig
 from treasure.annotate.embedding import EMBEDDING, EmbeddingConfig, embed, row_text
 from treasure.annotate.language import LanguageAnnotator, LanguageConfig
@@ -57,11 +56,7 @@ def language_accuracy(config: LanguageConfig | None = None, limit: int | None = 
     step = LanguageAnnotator(Taxonomy.default(), config)
     gold, pred = [], []
     for code, language in LLMZOO_LANGUAGES.items():
-        rows = [
-            json.loads(line)
-            for line in (DATA_DIR / f"multilingual/llmzoo_{code}100.jsonl").open(encoding="utf-8")
-        ]
-        for row in rows[:limit]:
+        for row in io.read_records(DATA_DIR / f"multilingual/llmzoo_{code}100.jsonl")[:limit]:
             gold.append(language)
             pred.append(step.detect(row["query"]))
     return per_class(gold, pred)
@@ -71,7 +66,7 @@ def classifier_accuracy(
     dev_path: Path = DEV_SET, config: ClassifierConfig | None = None, limit: int | None = None
 ) -> dict[str, Any]:
     """Task and domain precision/recall on the dev set."""
-    rows = [json.loads(line) for line in dev_path.open(encoding="utf-8") if line.strip()][:limit]
+    rows = io.read_records(dev_path)[:limit]
     emb = EmbeddingConfig()
     vectors = embed([row_text(r["prompt"], r["response"], emb.max_chars) for r in rows], emb)
     step = Classifier(Taxonomy.default(), config)
@@ -84,9 +79,7 @@ def code_type_accuracy(limit: int | None = None) -> dict[str, Any]:
     guesser = CodeTypeGuesser(Taxonomy.default()["code_type"].values, RulesConfig())
     gold, pred = [], []
     for lang, value in HUMANEVAL_CODE.items():
-        with gzip.open(DATA_DIR / f"code/humanevalpack_{lang}.jsonl.gz", "rt", encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle][:limit]
-        for row in rows:
+        for row in io.read_records(DATA_DIR / f"code/humanevalpack_{lang}.jsonl.gz")[:limit]:
             gold.append(value)
             pred.append(guesser(row["declaration"] + row["canonical_solution"]))
     return per_class(gold, pred)

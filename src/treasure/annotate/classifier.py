@@ -8,8 +8,6 @@ else null (counted as unlabelled).
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from treasure import io
 from treasure.annotate.base import Batch
 from treasure.annotate.embedding import EMBEDDING, EmbeddingConfig, embed, row_text
 from treasure.errors import TreasureError
@@ -44,9 +43,7 @@ class ClassifierConfig:
 
 def load_seed(path: Path | None = None) -> list[dict[str, Any]]:
     """Rows of the seed set: `prompt`, `response`, `task` and/or `domain`, `origin`."""
-    path = path or resource_path("classifier_seed.jsonl.gz")
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return io.read_records(path or resource_path("classifier_seed.jsonl.gz"))
 
 
 @dataclass(frozen=True)
