@@ -228,7 +228,10 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
         TrainConfig.from_file(bad)
     with pytest.raises(TreasureError, match=r"long_rows must be truncate or drop.*merge must be false"):
         TrainConfig(merge=True, long_rows="cut")
-    with pytest.raises(TreasureError, match="presets: tiny_demo"):
+    with pytest.raises(
+        TreasureError,
+        match="shipped recipes: full_7b, lora_7b, lora_small, smollm2_demo, tiny_demo, tiny_test",
+    ):
         TrainConfig.from_file(tmp_path / "missing.yaml")
     with pytest.raises(TreasureError, match="not a training set"):
         train(TrainConfig(train_dir=tmp_path, output_dir=tmp_path / "m"))

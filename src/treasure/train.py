@@ -53,6 +53,7 @@ from treasure.tiny import (
     CONFIG_DIR,
     END,
     MARKER_TOKENS,
+    SIZE_FILES,
     TokenizerConfig,
     load_size,
     make_model,
@@ -60,7 +61,14 @@ from treasure.tiny import (
 )
 
 CHECKPOINTS = "checkpoints"
-PRESETS = ("tiny_demo", "tiny_test", "smollm2_demo", "lora_small", "lora_7b", "full_7b")
+# The shipped training recipes: every YAML in configs/ but the tiny model's sizes and accelerate's configs
+TRAIN_RECIPES = tuple(
+    sorted(
+        path.stem
+        for path in CONFIG_DIR.glob("*.yaml")
+        if path.name not in SIZE_FILES.values() and not path.stem.startswith("accelerate_")
+    )
+)
 # `--model PATH` without a recipe: LoRA with the settings that made length learnable, by the model's size
 SMALL_MODEL_PARAMETERS = 1_000_000_000
 SIZE_RECIPES = ("lora_small", "lora_7b")  # below SMALL_MODEL_PARAMETERS, and from it on
@@ -256,9 +264,9 @@ class TrainConfig(SFTConfig):
     @staticmethod
     def recipe(path: str | Path) -> dict[str, Any]:
         """The field values a recipe YAML (a shipped preset name or a path) sets, keys checked and typed."""
-        file = CONFIG_DIR / f"{path}.yaml" if str(path) in PRESETS else Path(path)
+        file = CONFIG_DIR / f"{path}.yaml" if str(path) in TRAIN_RECIPES else Path(path)
         if not file.is_file():
-            raise TreasureError(f"{path}: config not found; presets: {', '.join(PRESETS)}")
+            raise TreasureError(f"{path}: config not found; shipped recipes: {', '.join(TRAIN_RECIPES)}")
         return load_config_file(TrainConfig, file, RENAMED)
 
     def summary(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import yaml
 
 from treasure.cli import console
 from treasure.cli._from_config import command, name_values, parameter
-from treasure.train import PRESETS, SIZE_RECIPES, TrainConfig, check_fields, recipe_for_size, train
+from treasure.train import SIZE_RECIPES, TRAIN_RECIPES, TrainConfig, check_fields, recipe_for_size, train
 
 DEFAULT_RECIPES = {"tiny": "tiny_demo", "smollm2-135m": "smollm2_demo"}  # by --model, without --config
 
@@ -31,7 +31,7 @@ IO = [
             None,
             "--config",
             "-c",
-            help=f"Recipe YAML of TrainConfig/SFTConfig fields, or a preset ({', '.join(PRESETS)}); "
+            help=f"Recipe YAML of TrainConfig/SFTConfig fields, or a recipe ({', '.join(TRAIN_RECIPES)}); "
             f"default {DEFAULT_RECIPES['tiny']} for --model tiny, {DEFAULT_RECIPES['smollm2-135m']} for "
             f"smollm2-135m, {' or '.join(SIZE_RECIPES)} by size (under or from 1B parameters) for a local "
             "model dir. Options given override it.",
