@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -106,3 +109,16 @@ def test_verbose_shows_traceback(capsys, tmp_path):
     code, _, err = run(capsys, "--verbose", "data", "inspect", str(tmp_path / "none.jsonl"))
     assert code == 1 and "Traceback (most recent call last)" in err and "DataError" in err
     assert err.strip().endswith("file not found")
+
+
+def test_python_dash_m_treasure_is_the_cli() -> None:
+    """`accelerate launch -m treasure train …` needs the CLI as a module."""
+    result = subprocess.run(
+        [sys.executable, "-m", "treasure", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "TRAIN_DIR" in result.stdout and "--decision-weight" in result.stdout

@@ -3,7 +3,7 @@
 Each row becomes a conversational prompt/completion pair (`prompt` = the turns before the answer,
 `completion` = [assistant turn]); TRL then masks the prompt (`completion_only_loss`, on by default for
 prompt/completion data), so the loss covers the whole assistant turn, template included.
-Runs under `accelerate launch -m treasure.train TRAIN_DIR -o MODEL_DIR ...` for multi-GPU.
+Multi-GPU: `accelerate launch -m treasure train TRAIN_DIR -o MODEL_DIR ...` (`treasure.__main__`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import random
 import shutil
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -765,9 +764,3 @@ def _versions() -> dict[str, str]:
         "trl": trl.__version__,
         "peft": peft.__version__,
     }
-
-
-if __name__ == "__main__":  # `accelerate launch -m treasure.train TRAIN_DIR -o MODEL_DIR ...`
-    from treasure.cli import main
-
-    main(["train", *sys.argv[1:]])
