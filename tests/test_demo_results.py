@@ -212,10 +212,8 @@ def test_readme_recipe_figures_match_the_recipe() -> None:
     text = " ".join(README.read_text(encoding="utf-8").split())  # one line: figures may wrap
     train = TrainConfig.from_file("smollm2_demo", train_dir="t", output_dir="o")
     spec = RECIPES["smollm2"]
-    (r,) = _one(r"r=(\d+) on all linear layers", text)
-    assert int(r) == train.lora_r and train.lora_target_modules == "all-linear"
-    (lr,) = _one(r"r=\d+ on all linear layers, lr ([\d.e-]+)", text)
-    assert float(lr) == train.learning_rate
+    (lr,) = _one(r"full fine-tuning, lr ([\d.e-]+)", text)
+    assert float(lr) == train.learning_rate and not train.lora
     steps, batch = _one(r"(\d+) steps of (\d+) random rows", text)
     assert (int(steps), int(batch)) == (train.max_steps, train.per_device_train_batch_size)
     assert train.train_sampling_strategy == "random"

@@ -1,6 +1,6 @@
 """`make demo`: the whole loop on the embedded default (bundled real data, a real pretrained model).
 
-prepare SmolLM2-135M-Instruct → annotate → build (marked + baseline) → LoRA-train both → evaluate → show
+prepare SmolLM2-135M-Instruct → annotate → build (marked + baseline) → train both → evaluate → show
 answers per mode. `--recipe tiny` runs the same loop with the tiny from-scratch model instead.
 Each stage writes under `runs/demo/<stage>/` and drops a `.done` file (its seconds and summary) when it
 finishes, so a second run reuses finished stages and an interrupted run resumes at the first unfinished one.
@@ -156,7 +156,7 @@ class DemoConfig:
     recipe: str = field(
         default="smollm2",
         metadata=knob(
-            f"Demo recipe: {', '.join(RECIPES)} (smollm2: LoRA on SmolLM2-135M-Instruct; tiny: scratch)."
+            f"Demo recipe: {', '.join(RECIPES)} (smollm2: SmolLM2-135M-Instruct, all weights; tiny: scratch)."
         ),
     )
     n_prompts: int | None = field(
