@@ -738,6 +738,10 @@ def write_metadata(
         "n_train_rows": meta["n_train"],
         "long_rows": meta["long_rows"],
         "steps": trainer.state.global_step,
+        "world_size": trainer.args.world_size,  # processes (accelerate launch --num_processes)
+        "global_batch": trainer.args.per_device_train_batch_size
+        * trainer.args.gradient_accumulation_steps
+        * trainer.args.world_size,
         "losses": losses,
         "train_runtime_s": round(metrics.get("train_runtime", 0.0), 2),
         "train_tokens": trainer.state.num_input_tokens_seen,
