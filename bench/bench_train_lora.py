@@ -122,6 +122,8 @@ def main() -> None:
         train_dir = marked_rows(work, opts.rows)
         recipe = dict(max_steps=opts.steps, save_steps=0, max_eval_rows=0, logging_steps=4, model=str(base))
         recipe["disable_tqdm"] = True
+        # LoRA as the demo trained until 2026-12-07 (the demo now trains all weights): r 16, all linear layers
+        recipe.update(lora=True, merge=True, lora_r=16, lora_alpha=32, lora_dropout=0.0)
         treasure_runs, plain_runs, weighted_runs = [], [], []
         weight = TrainConfig.recipe(SPEC.train_recipe).get("decision_weight", 1.0)
         for round_ in range(opts.rounds):

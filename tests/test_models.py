@@ -138,7 +138,9 @@ def test_short_lora_run_on_the_real_model_then_generate(
 ) -> None:
     out = tmp_path / "smol-lora"
     config = TrainConfig.from_file(
-        "smollm2_demo",
+        "smollm2_demo",  # the demo's recipe trains all weights; LoRA on the real model is tested here
+        lora=True,
+        merge=True,
         model=str(smollm2_dir),
         train_dir=tiny_train_dir,
         output_dir=out,
