@@ -394,13 +394,14 @@ def banded_thresholds(data_file: Path) -> tuple[int, ...]:
     from treasure.annotate.buckets import quantile_thresholds
     from treasure.annotate.rules import LengthCounter
 
-    rows = [row for _, row in io.iter_records(data_file) if row.get("language") is None]
-    ladders = {ladder_stem(row["id"])[0] for row in rows if ladder_stem(row["id"])[1]}
+    rows = [row for row in io.read_records(data_file) if row.get("language") is None]
+    stems = [ladder_stem(row["id"]) for row in rows]
+    ladders = {stem for stem, cut in stems if cut}
     counter = LengthCounter()
     lengths = [
         counter.count(row["response"], "English")[0]
-        for row in rows
-        if ladder_stem(row["id"])[0] not in ladders
+        for row, (stem, _) in zip(rows, stems, strict=True)
+        if stem not in ladders
     ]
     return quantile_thresholds(lengths, 3)
 

@@ -18,6 +18,8 @@ from torch.utils.data import Sampler
 
 from treasure import template
 
+GROUP_BY_PROMPT = "group_by_prompt"  # the `train_sampling_strategy` value that selects this sampler
+
 
 def prompt_key(turns: Sequence[dict[str, Any]]) -> str:
     """The prompt's turns with their marker blocks removed: rows that differ only in markers share it."""
@@ -54,7 +56,7 @@ class PromptGroupedSampler(Sampler[int]):
     def batches(self) -> list[list[int]]:
         """This epoch's batches, in the order they are trained."""
         rng = random.Random(f"{self.seed}:{self.epoch}")
-        groups = [list(group) for group in self.groups]
+        groups = list(self.groups)  # the order is drawn; the groups themselves are only sliced
         rng.shuffle(groups)
         size = self.batch_size
         chunks = [group[i : i + size] for group in groups for i in range(0, len(group), size)]

@@ -45,7 +45,7 @@ from treasure.decision_loss import DecisionTokens, weighted_loss
 from treasure.errors import TreasureError
 from treasure.knobs import check_keys, knob, load_config_file
 from treasure.precision import default_bf16
-from treasure.prompt_batches import PromptGroupedSampler, prompt_key
+from treasure.prompt_batches import GROUP_BY_PROMPT, PromptGroupedSampler, prompt_key
 from treasure.taxonomy import Taxonomy
 from treasure.tiny import (
     CHAT_TEMPLATE,
@@ -75,7 +75,7 @@ SIZE_RECIPES = ("lora_small", "lora_7b")  # below SMALL_MODEL_PARAMETERS, and fr
 # token are lost, so the model never sees where a long answer stops), or the row is left out.
 LONG_ROWS = ("truncate", "drop")
 # transformers' samplers, and treasure's: rows that differ only in their markers share a batch
-SAMPLING_STRATEGIES = ("random", "sequential", "group_by_length", "batch_rebalance", "group_by_prompt")
+SAMPLING_STRATEGIES = ("random", "sequential", "group_by_length", "batch_rebalance", GROUP_BY_PROMPT)
 # transformers 5.20 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name stays as a
 # deprecated alias); vLLM's CPU build pins an older transformers that has only the old name.
 HAS_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in SFTConfig.__dataclass_fields__
@@ -611,7 +611,7 @@ class TreasureSFTTrainer(SFTTrainer):
     """`SFTTrainer` with treasure's `group_by_prompt` batches (`treasure.prompt_batches`)."""
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        if self.args.train_sampling_strategy != "group_by_prompt":
+        if self.args.train_sampling_strategy != GROUP_BY_PROMPT:
             return super()._get_train_sampler(train_dataset)
         keys = [prompt_key(turns) for turns in self.train_dataset["prompt"]]
         return PromptGroupedSampler(keys, self.args.per_device_train_batch_size, self.args.data_seed)
