@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import os
 import random
 import shutil
 import signal
@@ -23,6 +24,8 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from accelerate.utils import DistributedType
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import (
     AutoConfig,
@@ -206,6 +209,9 @@ class TrainConfig(SFTConfig):
         ),
     )
     include_num_input_tokens_seen: str | bool = "non_padding"
+    # Every trained parameter takes part in each forward pass (LoRA's frozen ones are not DDP's): without
+    # this, transformers asks DDP to search for unused ones, an extra graph walk per step and a warning.
+    ddp_find_unused_parameters: bool | None = False
     dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)  # pinning needs a GPU
     report_to: str = field(
         default="none", metadata=knob("none, tensorboard, wandb or mlflow (passed to the trainer).")
@@ -598,6 +604,7 @@ def make_trainer(config: TrainConfig) -> tuple[SFTTrainer, dict[str, Any]]:
             trainer.remove_callback(noisy)
         trainer.add_callback(TrainProgress())
     meta = {
+        "distributed": trainer.accelerator.distributed_type.value,  # read before training resets it
         "train_dir": train_data,
         "out": out,
         "work": work,
@@ -650,6 +657,8 @@ def train(config: TrainConfig) -> ModelDir:
         if not (work / CHECKPOINTS).is_dir():
             shutil.rmtree(work, ignore_errors=True)
         raise
+    if fsdp_on_cpu(trainer) and trainer.is_world_process_zero():
+        Console(stderr=True).print(FSDP_ON_CPU, highlight=False, soft_wrap=True)
     checkpoints = work / CHECKPOINTS
     resume_from = last_checkpoint(out) if config.resume else None
     losses = {"initial_eval": initial_eval(trainer, config, work, resume_from is not None)}
@@ -674,6 +683,24 @@ def train(config: TrainConfig) -> ModelDir:
         io.replace_dir(work, out)
     trainer.accelerator.wait_for_everyone()
     return dataclasses.replace(model_dir, path=out)
+
+
+FSDP_ON_CPU = (
+    "FSDP asked for (accelerate config), but accelerate shards models only on accelerators (GPU, XPU, NPU, "
+    "...): on the CPU these processes train as DDP (gloo), each with the whole model"
+)
+
+
+def fsdp_on_cpu(trainer: SFTTrainer) -> bool:
+    """True when `accelerate launch` was asked for FSDP and the processes run without it: accelerate turns
+    FSDP on only for accelerator devices, so on the CPU (MULTI_CPU, gloo) the run is plain DDP."""
+    asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    return asked and trainer.accelerator.distributed_type != DistributedType.FSDP
+
+
+def is_main_process() -> bool:
+    """Whether this is the process that reports (rank 0 of an `accelerate launch`; always alone)."""
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
 INITIAL_EVAL = "initial_eval.pt"
@@ -739,6 +766,7 @@ def write_metadata(
         "long_rows": meta["long_rows"],
         "steps": trainer.state.global_step,
         "world_size": trainer.args.world_size,  # processes (accelerate launch --num_processes)
+        "distributed": meta["distributed"],  # NO, MULTI_CPU, MULTI_GPU, FSDP, ...
         "global_batch": trainer.args.per_device_train_batch_size
         * trainer.args.gradient_accumulation_steps
         * trainer.args.world_size,

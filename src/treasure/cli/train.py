@@ -13,7 +13,15 @@ import yaml
 
 from treasure.cli import console
 from treasure.cli._from_config import command, name_values, parameter
-from treasure.train import SIZE_RECIPES, TRAIN_RECIPES, TrainConfig, check_fields, recipe_for_size, train
+from treasure.train import (
+    SIZE_RECIPES,
+    TRAIN_RECIPES,
+    TrainConfig,
+    check_fields,
+    is_main_process,
+    recipe_for_size,
+    train,
+)
 
 DEFAULT_RECIPES = {"tiny": "tiny_demo", "smollm2-135m": "smollm2_demo"}  # by --model, without --config
 
@@ -92,6 +100,8 @@ def train_command(config: TrainConfig, **_: Any) -> None:
     The defaults shown are TrainConfig's; the recipe (--config, by default tiny_demo for the tiny model)
     replaces them, and the options given replace the recipe's values."""
     model_dir = train(config)
+    if not is_main_process():  # one summary per run, not one per `accelerate launch` process
+        return
     report = model_dir.train_report
     losses = report.losses
     console.print(
