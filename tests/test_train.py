@@ -134,7 +134,7 @@ class SigintAt(TrainerCallback):
 
 def train_interrupted(config: TrainConfig, step: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """`train(config)` with a Ctrl-C (SIGINT) at `step`: it must stop with TrainingInterrupted."""
-    import treasure.train as train_module
+    import treasure.train.run as train_module  # where `train` looks it up
 
     real = train_module.make_trainer
 
