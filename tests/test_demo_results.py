@@ -133,6 +133,21 @@ def test_stage_times_and_the_text_tables_hold_the_metrics_numbers() -> None:
     )
 
 
+def test_a_cached_stage_shows_the_time_it_took_when_it_ran() -> None:
+    line = render(DemoRun(fixture_metrics(), FIXTURE_TIMINGS, cached=("train marked",))).splitlines()[0]
+    assert line.startswith("Stage times: annotate 22 s, train marked 1,200 s (cached), evaluate 1,799 s")
+    assert line.endswith("about 52 minutes.")
+
+
+def test_adherence_shows_the_readable_share_in_brackets_when_measured() -> None:
+    metrics = fixture_metrics()
+    for cell in metrics["suites"]["adherence"]["cells"]:
+        cell["readable_rate"] = round(cell["rate"] / 2, 4)
+    lines = render(DemoRun(metrics, FIXTURE_TIMINGS)).splitlines()
+    assert " Marker adherence (answer re-annotated; in brackets: on target and readable, no loop)" in lines
+    assert " length_bucket   medium          30% (15)            85% (42)           80% (40)" in lines
+
+
 def test_the_targets_table_computes_each_verdict() -> None:
     rows = {
         line.split(" | ")[0].removeprefix("| "): line for line in fixture_block().splitlines() if "|" in line

@@ -266,6 +266,7 @@ def test_evaluate_end_to_end_on_tiny_models(tiny_model_dir: Path, tiny_baseline_
     cells = saved["suites"]["adherence"]["cells"]
     assert len(cells) == 9 and {c["mode"] for c in cells} == {"conditioning", "controlling", "strict"}
     assert all(c["n"] == 3 and 0 <= c["rate"] <= 1 for c in cells)
+    assert all(0 <= c["readable_rate"] <= c["rate"] for c in cells)  # readable hits are hits
     assert saved["models"]["marked"]["hash"] != saved["models"]["baseline"]["hash"]
     assert (out / "report.html").is_file()
     generated = sorted(p.name for p in (out / "generations").glob("*.jsonl"))

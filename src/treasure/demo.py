@@ -27,6 +27,7 @@ from rich.text import Text
 from treasure import io, models
 from treasure.artifacts import REPORT_HTML
 from treasure.bundled import load_bundled
+from treasure.demo_results import CACHED, TIMINGS
 from treasure.errors import TreasureError
 from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy, with_thresholds
@@ -77,6 +78,9 @@ class DemoRecipe:
     adherence_languages: tuple[str, ...] = ()
     max_new_tokens: int = 200
     batch_size: int = 16
+    # Greedy answers of a small model loop; a penalty on repeated tokens (1.0: off) keeps them text (the
+    # same for every model and row, baseline included; docs/smollm2-demo-experiments.md no. 15).
+    repetition_penalty: float = 1.0
     showcase_languages: tuple[str, ...] = ()
     guidance_scales: tuple[float, ...] = ()  # marker guidance G of the extra evaluation rows
     request_languages: tuple[str, ...] = ()  # the paper's language protocol (request in the prompt)
@@ -90,6 +94,7 @@ EVAL_FIELDS = frozenset(
         "adherence_languages",
         "max_new_tokens",
         "batch_size",
+        "repetition_penalty",
         "showcase_languages",
         "guidance_scales",
         "request_languages",
@@ -116,6 +121,7 @@ RECIPES: dict[str, DemoRecipe] = {
         adherence_languages=("Spanish", "German"),
         max_new_tokens=160,
         batch_size=32,
+        repetition_penalty=1.15,
         showcase_languages=("Spanish", "German"),
         guidance_scales=(1.5,),
         request_languages=("Spanish", "German"),
@@ -174,6 +180,7 @@ class DemoConfig:
         metadata=knob("Evaluation suites the demo runs (comma list)."),
     )
     timings: dict[str, float] = field(default_factory=dict)  # measured stage times (not an option)
+    cached: list[str] = field(default_factory=list)  # stages taken from the cache (timed when they ran)
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -218,7 +225,8 @@ def run_stage(
         record = json.loads(done.read_text(encoding="utf-8"))
         if record.get("key") == key:
             console.print(f"[dim]✓ {name}: cached ({record['seconds']:.0f} s when it ran) → {out}[/]")
-            config.timings[name] = 0.0
+            config.timings[name] = record["seconds"]
+            config.cached.append(name)
             return record
         console.print(f"[yellow]{name}: {out} was made with another recipe; redoing it[/]")
         shutil.rmtree(out)
@@ -496,7 +504,11 @@ def eval_config(config: DemoConfig) -> Any:
         judge="reward-model",  # type: ignore[arg-type]
         backend="auto",
         generation=GenerationConfig(
-            max_new_tokens=spec.max_new_tokens, temperature=0.0, seed=config.seed, batch_size=spec.batch_size
+            max_new_tokens=spec.max_new_tokens,
+            temperature=0.0,
+            repetition_penalty=spec.repetition_penalty,
+            seed=config.seed,
+            batch_size=spec.batch_size,
         ),
     )
 
@@ -531,8 +543,9 @@ def adherence_table(metrics: dict[str, Any]) -> Table:
         table.add_column(mode, justify="right")
     rates: dict[tuple[str, str], dict[str, str]] = {}
     for cell in suite.get("cells", []):
+        readable = f" ({cell['readable_rate']:.0%} readable)" if "readable_rate" in cell else ""
         rates.setdefault((cell["marker"], cell["value"]), {})[cell["mode"]] = (
-            f"{cell['rate']:.0%} of {cell['n']}"
+            f"{cell['rate']:.0%}{readable} of {cell['n']}"
         )
     for (marker, value), by_mode in rates.items():
         table.add_row(marker, value, *(by_mode.get(mode, "") for mode in modes))
@@ -546,7 +559,12 @@ def showcase(config: DemoConfig, console: Console) -> None:
 
     spec = config.spec
     marked = Generator.from_model_dir(config.out_dir / "model-marked")
-    options = GenerationConfig(max_new_tokens=spec.max_new_tokens, temperature=0.0, seed=config.seed)
+    options = GenerationConfig(
+        max_new_tokens=spec.max_new_tokens,
+        temperature=0.0,
+        repetition_penalty=spec.repetition_penalty,
+        seed=config.seed,
+    )
     prompts = list(SHOWCASE_PROMPTS)
     limited = [f"{p} Answer in 20 words or less." for p in prompts]
     runs = {
@@ -636,9 +654,10 @@ def run_demo(config: DemoConfig, console: Console) -> None:
     config.timings["show answers"] = time.perf_counter() - showcase_began
     timing = Table(title=f"demo stages (this run: {time.perf_counter() - began:.0f} s)")
     timing.add_column("stage")
-    timing.add_column("seconds this run", justify="right")
+    timing.add_column("seconds", justify="right")
     for name, seconds in config.timings.items():
-        timing.add_row(name, f"{seconds:.0f}" if seconds else "cached")
+        timing.add_row(name, f"{seconds:.0f}" + (" (cached: when it ran)" if name in config.cached else ""))
     console.print(timing)
-    io.atomic_write_text(out / "timings.json", json.dumps(config.timings, indent=2) + "\n")
+    io.atomic_write_text(out / TIMINGS, json.dumps(config.timings, indent=2) + "\n")
+    io.atomic_write_text(out / CACHED, json.dumps(config.cached) + "\n")
     console.print(f"report: [bold]{Path(record['summary']['report']).resolve()}[/]")

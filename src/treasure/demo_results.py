@@ -21,6 +21,7 @@ from treasure.artifacts import METRICS
 
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 TIMINGS = "timings.json"  # the demo's stage times, beside the report's METRICS
+CACHED = "cached.json"  # the stages a run took from the cache (their time is from the run that made them)
 STAGE_NAMES = {"show answers": "answers"}  # timings.json name → README name
 MIN_STAGE_S = 1.0  # stages faster than this are left out of the stage-times line
 # The column beside a length-instruct row that is not judged differently from the first judged row
@@ -30,7 +31,7 @@ ROW_NOTES = {
 }
 GUIDED_NOTE = "(marker guidance)"
 CONTROLLING = "controlling"
-RATE_WIDTH = 8  # an adherence rate ends 8 characters into its column
+RATE_WIDTH = 8  # an adherence rate ends 8 characters into its column (its readable share follows)
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,16 @@ class DemoRun:
 
     metrics: Mapping[str, Any]
     timings: Mapping[str, float]
+    cached: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, run_dir: str | Path) -> DemoRun:
         run_dir = Path(run_dir)
+        cached = run_dir / CACHED
         return cls(
             json.loads((run_dir / METRICS).read_text(encoding="utf-8")),
             json.loads((run_dir / TIMINGS).read_text(encoding="utf-8")),
+            tuple(json.loads(cached.read_text(encoding="utf-8"))) if cached.is_file() else (),
         )
 
     def suite(self, name: str) -> Mapping[str, Any]:
@@ -98,9 +102,14 @@ def met(ok: bool) -> str:
 # ---------------------------------------------------------------- the fenced text block
 
 
-def stage_times(timings: Mapping[str, float]) -> str:
-    """`Stage times: annotate 22 s, …: about 73 minutes.` (stages under MIN_STAGE_S left out)."""
-    shown = [f"{STAGE_NAMES.get(k, k)} {seconds(v)}" for k, v in timings.items() if v >= MIN_STAGE_S]
+def stage_times(timings: Mapping[str, float], cached: tuple[str, ...] = ()) -> str:
+    """`Stage times: annotate 22 s, …: about 73 minutes.` (stages under MIN_STAGE_S left out; a stage
+    taken from the cache shows the time of the run that made it, marked "cached")."""
+    shown = [
+        f"{STAGE_NAMES.get(k, k)} {seconds(v)}{' (cached)' if k in cached else ''}"
+        for k, v in timings.items()
+        if v >= MIN_STAGE_S
+    ]
     total = sum(timings.values())
     return f"Stage times: {', '.join(shown)}: about {total / 60:.0f} minutes."
 
@@ -139,17 +148,28 @@ def adherence_rates(run: DemoRun) -> dict[tuple[str, str], dict[str, float]]:
     return rates
 
 
+def readable_rates(run: DemoRun) -> dict[tuple[str, str], dict[str, float]]:
+    """(marker, value) → mode → share of answers on the value and readable (runs from 2026-12-07 on)."""
+    rates: dict[tuple[str, str], dict[str, float]] = {}
+    for cell in run.suite("adherence")["cells"]:
+        if "readable_rate" in cell:
+            rates.setdefault((cell["marker"], cell["value"]), {})[cell["mode"]] = cell["readable_rate"]
+    return rates
+
+
 def adherence_lines(run: DemoRun) -> list[str]:
     modes = list(run.suite("adherence")["modes"])
-    widths = [len(mode) + 3 for mode in modes]
+    readable = readable_rates(run)
+    widths = [len(mode) + (8 if readable else 3) for mode in modes]
     head = "".join(f"{mode:<{w}}" for mode, w in zip(modes, widths, strict=True)).rstrip()
-    lines = [
-        " Marker adherence (answer re-annotated; conditioning = no marker given, base rate)",
-        f" {'marker':<16}{'value':<11}{head}",
-    ]
-    for (marker, value), by_mode in adherence_rates(run).items():
+    title = " Marker adherence (answer re-annotated; conditioning = no marker given, base rate)"
+    if readable:
+        title = " Marker adherence (answer re-annotated; in brackets: on target and readable, no loop)"
+    lines = [title, f" {'marker':<16}{'value':<11}{head}"]
+    for key, by_mode in adherence_rates(run).items():
+        marker, value = key
         cells = "".join(
-            f"{_rate(by_mode.get(mode)):>{RATE_WIDTH}}".ljust(w)
+            (f"{_rate(by_mode.get(mode)):>{RATE_WIDTH}}" + _bracket(readable.get(key, {}).get(mode))).ljust(w)
             for mode, w in zip(modes, widths, strict=True)
         ).rstrip()
         lines.append(f" {marker:<16}{value:<11}{cells}")
@@ -158,6 +178,10 @@ def adherence_lines(run: DemoRun) -> list[str]:
 
 def _rate(share: float | None) -> str:
     return "–" if share is None else f"{100 * share:.0f}%"
+
+
+def _bracket(share: float | None) -> str:
+    return "" if share is None else f" ({100 * share:.0f})"
 
 
 def language_protocol(run: DemoRun) -> str:
@@ -312,7 +336,7 @@ def targets_table(run: DemoRun, targets: Targets = Targets()) -> str:
 
 def render(run: DemoRun, targets: Targets = Targets()) -> str:
     """The block between the markers (without them): stage times, the text block, the targets table."""
-    return "\n\n".join([stage_times(run.timings), text_block(run), targets_table(run, targets)])
+    return "\n\n".join([stage_times(run.timings, run.cached), text_block(run), targets_table(run, targets)])
 
 
 def replace_block(readme: str, block: str) -> str:

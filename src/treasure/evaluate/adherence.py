@@ -5,7 +5,8 @@ prefilled in the model's own block); conditioning (no marker given) is the base 
 model lands on that value by itself. Each scale g of `guidance_scales` adds a column "controlling G=g":
 controlling decoded with `GenerationConfig.guidance = g`. Answers are re-annotated with the annotators
 that produce the marker, using the model dir's taxonomy (so `length_bucket` uses the thresholds it was
-trained with).
+trained with). `readable_rate` counts the hits that are also readable text (`evaluate.degenerate`: not
+empty, no stutter, no loop), so a value reached by repeating is not counted as obeyed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from treasure.annotate import AnnotateConfig, annotate_texts
 from treasure.annotate.registry import REGISTRY
 from treasure.backends import GenerationConfig
 from treasure.evaluate.config import MODES, EvalConfig, guidance_label
+from treasure.evaluate.degenerate import degenerate
 from treasure.evaluate.prompts import EvalPrompt
 from treasure.evaluate.runs import GenerationRuns
 from treasure.taxonomy import Taxonomy
@@ -50,6 +52,7 @@ def run_adherence(
     markers = list(config.adherence_markers)
     free = runs.run("adh-conditioning", "marked", texts)
     free_labels = reannotate(texts, [r["response"] for r in free], markers, tax)
+    free_readable = [degenerate(r["response"]) is None for r in free]
     cells: list[dict[str, Any]] = []
     examples = [
         {"prompt": text, "answers": [_example("conditioning", None, row)]}
@@ -69,6 +72,7 @@ def run_adherence(
         for raw in values:
             value = tax.canonical(marker, raw)
             labels = {"conditioning": free_labels}
+            readable = {"conditioning": free_readable}
             for mode, run_name, strict, generation in requested:
                 rows = runs.run(
                     f"adh-{run_name}-{marker}-{value}",
@@ -80,16 +84,19 @@ def run_adherence(
                     generation,
                 )
                 labels[mode] = reannotate(texts, [r["response"] for r in rows], markers, tax)
+                readable[mode] = [degenerate(r["response"]) is None for r in rows]
                 for example, row in zip(examples, rows, strict=False):
                     example["answers"].append(_example(mode, f"{marker}={value}", row))
             for mode in modes:
                 hits = [label.get(marker) == value for label in labels[mode]]
+                read = [hit and ok for hit, ok in zip(hits, readable[mode], strict=True)]
                 cells.append(
                     {
                         "marker": marker,
                         "value": str(value),
                         "mode": mode,
                         "rate": round(sum(hits) / len(hits), 4),
+                        "readable_rate": round(sum(read) / len(read), 4),
                         "n": len(hits),
                     }
                 )
