@@ -21,6 +21,7 @@ ENVIRONMENT = {
     "VLLM_LOGGING_LEVEL": "ERROR",  # vLLM configures its loggers (engine processes included) at this level
     "TOKENIZERS_PARALLELISM": "false",
     "TORCH_CPP_LOG_LEVEL": "ERROR",  # C++ warnings of torch (vLLM's engine process: NUMA binding)
+    "TORCH_LOGS": "-all",  # torch's Python loggers at ERROR in child processes ("Triton not available")
     "PYTHONWARNINGS": "ignore::FutureWarning,ignore::UserWarning",  # child processes (vLLM's engine)
 }
 NOISY = ("datasets", "transformers", "trl", "peft", "accelerate", "huggingface_hub", "vllm", "torch", "spacy")
