@@ -30,7 +30,8 @@ def test_readable_answers_pass(text: str) -> None:
         ("...", "empty"),
         ("Cats rub against you. Long long long long long long long long", "stutter"),
         (
-            "1930-1940: The Jazz Age, The Great Gatsby, The Jazz Age, The Jazz Age, The Jazz Age, The Jazz Age",
+            "1930-1940: The Jazz Age, The Great Gatsby, The Jazz Age, The Jazz Age, The Jazz Age, "
+            "The Jazz Age",
             "loop",
         ),
         ("La cámara de la cámara de la cámara de la cámara de la casa", "loop"),

@@ -1,8 +1,15 @@
-"""Ray Data engine: the same `run_steps` batch function under `map_batches` on an actor pool.
+"""Ray Data engine: the same `run_steps` batch function under `map_batches`, as Ray tasks.
 
 Without a running Ray cluster a local one is started (`ray.init(num_cpus=..., include_dashboard=False)`);
 with `RAY_ADDRESS` set, Ray joins that cluster instead. Row order is preserved, so the output equals the
-local engine's on the same input.
+local engine's on the same input. Each Ray worker process loads the models once (`cached_steps`) and keeps
+them for its later batches.
+
+Tasks, not an actor pool, so that a node lost mid-run costs no rows and repeats none: Ray reruns the lost
+node's running tasks and rebuilds the finished blocks stored there from their lineage, on any node with a
+free CPU. An actor of a lost node had to restart before its batches could rerun, and while the surviving
+actors held every CPU it could not: one run of `tests/test_ray_cluster.py` (which kills a worker node
+mid-run) hung that way.
 """
 
 from __future__ import annotations
@@ -27,17 +34,11 @@ class RayConfig:
     temp_dir: str | None = None
 
 
-class _Worker:
-    """Actor holding the loaded steps; called once per batch."""
-
-    def __init__(self, config: AnnotateConfig, threads: int):
-        self.config = config
-        self.threads = threads
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        batch = table.to_pydict()
-        batch.update(run_steps(batch, self.config, self.threads))
-        return pa.Table.from_pydict(batch)
+def annotate_table(table: pa.Table, config: AnnotateConfig, threads: int) -> pa.Table:
+    """One batch: its columns plus the marker columns."""
+    batch = table.to_pydict()
+    batch.update(run_steps(batch, config, threads))
+    return pa.Table.from_pydict(batch)
 
 
 def ensure_ray(config: RayConfig | None = None) -> Any:
@@ -59,10 +60,17 @@ def ensure_ray(config: RayConfig | None = None) -> Any:
     return ray
 
 
+def worker_cpus(ray: Any, num_proc: int) -> int:
+    """CPUs per task: the live nodes' CPUs shared among `num_proc` tasks, but no more than the largest
+    node has (a task asking for more would never be scheduled)."""
+    cpus = [int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"]]
+    return max(1, min(max(cpus, default=1), sum(cpus) // num_proc))
+
+
 def run_ray(
     ds: datasets.Dataset, config: AnnotateConfig, ray_config: RayConfig | None = None
 ) -> datasets.Dataset:
-    """Annotate `ds` with `config.num_proc` Ray actors; returns the rows in input order."""
+    """Annotate `ds` with up to `config.num_proc` Ray tasks at a time; returns the rows in input order."""
     if len(ds) == 0:
         return datasets.Dataset.from_dict({}, features=output_features(ds, config))
     ray = ensure_ray(ray_config)
@@ -70,18 +78,17 @@ def run_ray(
     context.execution_options.preserve_order = True
     context.enable_progress_bars = config.progress
     features = output_features(ds, config)
-    threads = max(1, (os.cpu_count() or 1) // config.num_proc)
+    threads = worker_cpus(ray, config.num_proc)
     table = ds.data.table.combine_chunks()
-    # Blocks are sliced here, not by `repartition`: a repartition task would wait for a CPU that the
-    # actor pool already holds (a deadlock when the pool uses every CPU).
+    # one task per block of at most shard_size rows, sliced here (`from_arrow` of one table is one block)
     size = max(1, min(config.shard_size, -(-len(ds) // config.num_proc)))
     data = ray.data.from_arrow([table.slice(start, size) for start in range(0, len(ds), size)])
     mapped = data.map_batches(
-        _Worker,
-        fn_constructor_kwargs={"config": config, "threads": threads},
+        annotate_table,
+        fn_kwargs={"config": config, "threads": threads},
         batch_size=config.batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=config.num_proc),
+        compute=ray.data.TaskPoolStrategy(size=config.num_proc),
         num_cpus=threads,
     )
     tables = [ray.get(ref) for ref in mapped.to_arrow_refs()]
