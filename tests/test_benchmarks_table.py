@@ -115,6 +115,20 @@ def train_lora(j: Json) -> dict[str, Cells]:
     }
 
 
+def train_ddp(j: Json) -> dict[str, Cells]:
+    speed, setup, loss = j["tokens_per_s"], j["setup"], j["final_train_loss"]
+    return {
+        "train, two DDP processes vs one with gradient accumulation 2": {
+            "benchmark": [f"{setup['steps']} steps", f"global batch {setup['global_batch']}"],
+            "figure": [
+                f"{ratio(speed['median_ratio_ddp_vs_one'])} (median of {setup['rounds']} rounds: "
+                f"{both(speed['two_processes_ddp'])} vs {both(speed['one_process_ga2'])} tokens/s)",
+                f"final train loss {loss['two_processes_ddp']:.3f} vs {loss['one_process_ga2']:.3f}",
+            ],
+        },
+    }
+
+
 def tagger_vllm(j: Json) -> dict[str, Cells]:
     on, off = j["json_schema"], j["off"]
     agree = on["agreement_with_dev_labels"]
@@ -212,6 +226,23 @@ def serve_load(j: Json) -> dict[str, Cells]:
     }
 
 
+def serve_upstream(j: Json) -> dict[str, Cells]:
+    straight, through = j["straight_to_engine"], j["through_treasure"]
+    return {
+        "serve, `treasure serve --upstream` vs the engine alone": {
+            "benchmark": [f"{j['requests']} concurrent chats", f"{j['request_tokens']} tokens", j["date"]],
+            "figure": [
+                f"{ratio(j['ratio_tokens_per_s_through_over_straight'])} "
+                f"({one(through['median_completion_tokens_per_s'])} vs "
+                f"{one(straight['median_completion_tokens_per_s'])} tokens/s",
+                f"{through['errors']} errors",
+                f"{j['answers_differing']} answers differing",
+            ],
+            "met": [yes(j["ratio_tokens_per_s_through_over_straight"] >= 0.9)],
+        },
+    }
+
+
 def vllm(j: Json) -> dict[str, Cells]:
     run, load = j["throughput"], j["load"]
     speed, same = run["tokens_per_s"], run["identical_greedy_outputs"]
@@ -267,12 +298,14 @@ FIGURES: dict[str, Callable[[Json], dict[str, Cells]]] = {
     "annotate.json": annotate,
     "train.json": train,
     "train_lora.json": train_lora,
+    "train_ddp.json": train_ddp,
     "tagger_vllm.json": tagger_vllm,
     "generate_guidance_smollm2.json": generate_guidance,
     "bf16.json": bf16,
     "generate.json": generate,
     "serve_load.json": serve_load,
     "vllm.json": vllm,
+    "serve_upstream.json": serve_upstream,
 }
 # Rows of the table no JSON in bench/results/ backs, with the reason (none at present)
 UNCHECKED: dict[str, str] = {}
