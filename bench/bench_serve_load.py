@@ -127,19 +127,6 @@ async def load(url: str, shorts: int, short_tokens: int, long_tokens: int) -> di
     }
 
 
-def bundled_prompts(n: int) -> list[str]:
-    """`n` distinct short real prompts from the bundled training data."""
-    from treasure.bundled import load_bundled
-
-    seen: dict[str, None] = {}
-    for prompt in load_bundled()[0]["prompt"]:
-        if len(prompt) < 300:
-            seen.setdefault(prompt.strip(), None)
-        if len(seen) == n:
-            break
-    return list(seen)
-
-
 async def all_at_once(client: httpx.AsyncClient, url: str, bodies: list[dict]) -> dict:
     """Post every body at once to `url`: errors, wall time, completion tokens/s, latencies, the choices."""
 
@@ -202,7 +189,9 @@ def compare_upstream(args: argparse.Namespace) -> dict:
         engine_url = f"{root}/v1"
     served = args.upstream_model or model
     marker_layer = Generator.from_model_dir(model, backend="upstream", url=engine_url, model=served)
-    texts = bundled_prompts(args.requests)
+    from treasure.bundled import short_prompts
+
+    texts = short_prompts(args.requests)
     prepared = [marker_layer.prepare(text) for text in texts]
     greedy = {"max_tokens": args.request_tokens, "temperature": 0}
     straight = [{"model": served, "prompt": p.text, **greedy} for p in prepared]

@@ -33,27 +33,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from treasure import models
 from treasure.backends import GenerationConfig
 from treasure.backends.vllm_backend import cpu_defaults
-from treasure.bundled import load_bundled
+from treasure.bundled import short_prompts
 from treasure.generate import Generator
 
 RESULTS = Path(__file__).parents[1] / "results" / "vllm.json"
 
 
-def prompts(n: int) -> list[str]:
-    """`n` distinct real prompts from the bundled training data."""
-    seen: dict[str, None] = {}
-    for prompt in load_bundled()[0]["prompt"]:
-        if len(prompt) < 300:
-            seen.setdefault(prompt.strip(), None)
-        if len(seen) == n:
-            break
-    return list(seen)
-
-
 def throughput(model: str, n_prompts: int, max_tokens: int, rounds: int) -> dict:
     from vllm import LLM, SamplingParams
 
-    texts = prompts(n_prompts)
+    texts = short_prompts(n_prompts)
     config = GenerationConfig(max_new_tokens=max_tokens, temperature=0, batch_size=n_prompts)
     ours = Generator.from_model_dir(model, backend="vllm")
     chats = [ours.prepare(t).text for t in texts]
@@ -177,7 +166,7 @@ async def all_at_once(url: str, texts: list[str], max_tokens: int, reference: li
 
 
 def load(model: str, n_requests: int, max_tokens: int) -> dict:
-    texts = prompts(n_requests)
+    texts = short_prompts(n_requests)
     report: dict = {"requests": n_requests, "max_tokens": max_tokens}
     process, url = treasure_serve(model, "--backend", "vllm")
     try:

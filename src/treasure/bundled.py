@@ -51,3 +51,15 @@ def load_bundled(
             part = part.select(range(min(limit_per_file, len(part))))
         parts.append(part.add_column("file", [entry["file"]] * len(part)))
     return datasets.concatenate_datasets(parts), rejected
+
+
+def short_prompts(n: int, max_chars: int = 300) -> list[str]:
+    """The first `n` distinct bundled training prompts shorter than `max_chars` (stripped), in file order:
+    real requests for load and throughput benchmarks."""
+    seen: dict[str, None] = {}
+    for prompt in load_bundled()[0]["prompt"]:
+        if len(prompt) < max_chars:
+            seen.setdefault(prompt.strip(), None)
+        if len(seen) == n:
+            break
+    return list(seen)

@@ -140,26 +140,19 @@ def _pct1(share: float) -> str:
     return f"{100 * share:.1f}%"
 
 
-def adherence_rates(run: DemoRun) -> dict[tuple[str, str], dict[str, float]]:
-    """(marker, value) → mode → adherence rate, in metrics order."""
+def adherence_rates(run: DemoRun, rate: str = "rate") -> dict[tuple[str, str], dict[str, float]]:
+    """(marker, value) → mode → the cells' `rate` ("rate", or "readable_rate": on the value and readable,
+    in runs from 2026-12-07 on), in metrics order; cells without it are left out."""
     rates: dict[tuple[str, str], dict[str, float]] = {}
     for cell in run.suite("adherence")["cells"]:
-        rates.setdefault((cell["marker"], cell["value"]), {})[cell["mode"]] = cell["rate"]
-    return rates
-
-
-def readable_rates(run: DemoRun) -> dict[tuple[str, str], dict[str, float]]:
-    """(marker, value) → mode → share of answers on the value and readable (runs from 2026-12-07 on)."""
-    rates: dict[tuple[str, str], dict[str, float]] = {}
-    for cell in run.suite("adherence")["cells"]:
-        if "readable_rate" in cell:
-            rates.setdefault((cell["marker"], cell["value"]), {})[cell["mode"]] = cell["readable_rate"]
+        if rate in cell:
+            rates.setdefault((cell["marker"], cell["value"]), {})[cell["mode"]] = cell[rate]
     return rates
 
 
 def adherence_lines(run: DemoRun) -> list[str]:
     modes = list(run.suite("adherence")["modes"])
-    readable = readable_rates(run)
+    readable = adherence_rates(run, "readable_rate")
     widths = [len(mode) + (8 if readable else 3) for mode in modes]
     head = "".join(f"{mode:<{w}}" for mode, w in zip(modes, widths, strict=True)).rstrip()
     title = " Marker adherence (answer re-annotated; conditioning = no marker given, base rate)"
