@@ -17,7 +17,7 @@ from treasure.annotate.registry import REGISTRY, Annotator, Registry
 from treasure.annotate.steps import build_steps
 from treasure.cli import main
 from treasure.errors import TreasureError
-from treasure.evaluate.adherence import annotators_for
+from treasure.evaluate.reannotate import annotators_for
 from treasure.taxonomy import Taxonomy, from_data
 
 PACKAGE = Path(__file__).parents[1] / "src" / "treasure" / "annotate"
@@ -126,3 +126,15 @@ def test_annotate_modules_import_each_other_without_cycles():
 
     for name in graph:
         visit(name)
+
+
+STEP_KINDS = ("language", "rules", "embedding", "classifier", "quality")  # built from the default config
+
+
+def test_each_step_writes_only_what_its_annotator_is_registered_to_produce():
+    config = AnnotateConfig()
+    for name in STEP_KINDS:
+        step = REGISTRY.annotators[name].build(config)
+        assert step is not None, name
+        assert step.produces, name
+        assert set(step.produces) <= set(REGISTRY.annotators[name].produces), name

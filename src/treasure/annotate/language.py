@@ -11,6 +11,7 @@ from typing import Any
 from lingua import Language, LanguageDetector, LanguageDetectorBuilder
 
 from treasure.annotate.base import Batch, batch_size, text_of
+from treasure.annotate.registry import produced_by
 from treasure.errors import TreasureError
 from treasure.taxonomy import Taxonomy
 
@@ -45,7 +46,7 @@ class LanguageAnnotator:
     """Step producing `language` from the response text (the prompt when the response has no prose)."""
 
     name = "language"
-    produces = ("language",)
+    produces = produced_by("language")
 
     def __init__(self, taxonomy: Taxonomy, config: LanguageConfig | None = None):
         self.config = config or LanguageConfig()

@@ -192,4 +192,11 @@ REGISTRY = Registry(
     ]
 )
 ANNOTATORS = REGISTRY.names
+
+
+def produced_by(name: str) -> tuple[str, ...]:
+    """The columns annotator `name` is registered to produce: its step class reads them from here."""
+    return REGISTRY.annotators[name].produces
+
+
 DEFAULT_ANNOTATORS = ("source", "language", "rules", "classifier", "quality")
