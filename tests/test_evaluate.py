@@ -15,11 +15,11 @@ from treasure.cli import main
 from treasure.errors import DataError, TreasureError
 from treasure.evaluate import EvalConfig, JudgeConfig, evaluate, resolve
 from treasure.evaluate.judge import VERDICT_FORMAT, OpenAIJudge, RewardModelJudge
-from treasure.evaluate.length_instruct import INSTRUCTION, _outcome, extra_rows, limits, words
-from treasure.evaluate.long_tail import bucket_of, split_rows
-from treasure.evaluate.prediction import run_marker_prediction
 from treasure.evaluate.prompts import EvalPrompt, alpaca_eval, sample, user_prompts
 from treasure.evaluate.runs import GenerationRuns
+from treasure.evaluate.suites.length_instruct import INSTRUCTION, _outcome, extra_rows, limits, words
+from treasure.evaluate.suites.long_tail import bucket_of, split_rows
+from treasure.evaluate.suites.marker_prediction import run_marker_prediction
 from treasure.generate import GenerationConfig
 
 STATS = {

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from treasure.errors import DataError, TreasureError
-from treasure.evaluate.code import (
+from treasure.evaluate.suites.code import (
     CodeSuiteConfig,
     can_write_code,
     extract_code,

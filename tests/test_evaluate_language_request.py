@@ -15,9 +15,9 @@ from rich.console import Console
 from treasure.artifacts import ModelDir
 from treasure.errors import MarkerError, TreasureError
 from treasure.evaluate import EvalConfig, evaluate, paper_table
-from treasure.evaluate.adherence import reannotate
 from treasure.evaluate.context import EvalContext
 from treasure.evaluate.prompts import alpaca_eval, sample
+from treasure.evaluate.reannotate import reannotate
 from treasure.evaluate.report import render_html
 from treasure.evaluate.suites.language_request import (
     REQUEST_TEMPLATES,

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from treasure.artifacts import GENERATIONS, JUDGE_CACHE, ModelDir
-from treasure.evaluate.adherence import reannotate
 from treasure.evaluate.config import EvalConfig
 from treasure.evaluate.judge import OpenAIJudge, RewardModelJudge, make_judge
 from treasure.evaluate.prompts import EvalPrompt, alpaca_eval, sample, user_prompts
+from treasure.evaluate.reannotate import reannotate
 from treasure.evaluate.runs import GenerationRuns
 from treasure.taxonomy import Taxonomy
 

@@ -43,8 +43,12 @@ SIZE_RECIPES = ("lora_small", "lora_7b")  # below SMALL_MODEL_PARAMETERS, and fr
 # What happens to a row longer than max_length: TRL keeps its start (the answer's end and the end-of-turn
 # token are lost, so the model never sees where a long answer stops), or the row is left out.
 LONG_ROWS = ("truncate", "drop")
-# transformers' samplers, and treasure's: rows that differ only in their markers share a batch
-SAMPLING_STRATEGIES = ("random", "sequential", "group_by_length", "batch_rebalance", GROUP_BY_PROMPT)
+# transformers' samplers (read from its TrainingArguments), and treasure's: rows that differ only in their
+# markers share a batch
+SAMPLING_STRATEGIES = (
+    *SFTConfig.__dataclass_fields__["train_sampling_strategy"].metadata["choices"],
+    GROUP_BY_PROMPT,
+)
 # transformers 5.20 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name stays as a
 # deprecated alias); vLLM's CPU build pins an older transformers that has only the old name.
 HAS_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in SFTConfig.__dataclass_fields__

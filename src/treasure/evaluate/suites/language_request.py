@@ -4,7 +4,7 @@ Each English prompt gets one sentence appended, e.g. "Respond in Spanish." (the 
 prompt from `REQUEST_TEMPLATES` with a seeded RNG). No marker is given: the marked model runs in
 conditioning mode and must infer its `language` marker from the request itself; the baseline model gets
 the same prompts. An answer passes when the language annotator (the one adherence re-annotates with,
-`treasure.evaluate.adherence.reannotate`) detects the requested language. Pass rates per language and
+`treasure.evaluate.reannotate`) detects the requested language. Pass rates per language and
 overall, Baseline and TreasureMarked side by side, and the difference in points.
 
 The prompts are adherence's sample (`n_adherence_prompts`, same seed and salt), so the TreasureMarked row
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from treasure.evaluate.adherence import reannotate
 from treasure.evaluate.prompts import sample
+from treasure.evaluate.reannotate import reannotate
 from treasure.evaluate.render import Page, count, esc, html_section, note, pct, points, table
 from treasure.evaluate.suite import section_key
 

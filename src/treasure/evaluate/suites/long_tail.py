@@ -1,5 +1,10 @@
-"""The long-tail suite: win-rate's outcomes and length-instruct's violations split by how frequent the
-prompt's marker values were in training (`treasure.evaluate.long_tail`), shown as bars and a table."""
+"""The long-tail suite: per-prompt metrics (win-rate's outcomes, length-instruct's violations) split by how
+frequent the prompt's marker values were in training, shown as bars and a table.
+
+Each prompt's value of a marker (annotated from its reference answer) falls in the head, torso or tail
+bucket of the model dir's stats.json (head ≥ 5% of training rows, tail < 1%; a value never seen in
+training is tail). Rows give the marked and baseline figure per bucket and their delta.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from treasure.evaluate.long_tail import BUCKETS, split_rows
 from treasure.evaluate.render import (
     Page,
     ReportConfig,
@@ -31,6 +35,53 @@ from treasure.evaluate.suites.win_rate import verdicts
 
 if TYPE_CHECKING:
     from treasure.evaluate.context import EvalContext
+
+BUCKETS: tuple[str, ...] = ("head", "torso", "tail")
+
+
+def bucket_of(stats: dict[str, Any], marker: str, value: Any) -> str | None:
+    """head/torso/tail of `value` in training (None when the prompt has no label)."""
+    if value is None:
+        return None
+    values = stats.get("markers", {}).get(marker, {}).get("values", {})
+    entry = values.get(str(value))
+    return entry["bucket"] if entry else "tail"
+
+
+def _mean(values: Sequence[float]) -> float:
+    return round(sum(values) / len(values), 4)
+
+
+def split_rows(
+    metric: str,
+    marked: Sequence[float],
+    baseline: Sequence[float],
+    labels: Sequence[dict[str, Any]],
+    markers: Sequence[str],
+    stats: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One row per (marker, bucket) with data: mean of `marked` and `baseline` over its prompts."""
+    rows = []
+    for marker in markers:
+        buckets = [bucket_of(stats, marker, label.get(marker)) for label in labels]
+        for bucket in BUCKETS:
+            index = [i for i, b in enumerate(buckets) if b == bucket]
+            if not index:
+                continue
+            m, b = _mean([marked[i] for i in index]), _mean([baseline[i] for i in index])
+            rows.append(
+                {
+                    "marker": marker,
+                    "bucket": bucket,
+                    "metric": metric,
+                    "marked": m,
+                    "baseline": b,
+                    "delta": round(m - b, 4),
+                    "n": len(index),
+                }
+            )
+    return rows
+
 
 _BUCKET_COLOURS = {"head": "#4c72b0", "torso": "#dd8452", "tail": "#55a868"}
 

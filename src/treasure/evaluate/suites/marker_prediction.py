@@ -1,14 +1,14 @@
-"""The marker-prediction suite (the paper's Table 7 metric): measured by `treasure.evaluate.prediction`
-on the marked model's plain answers, shown as accuracy bars per marker."""
+"""The marker-prediction suite (the paper's Table 7 metric): in conditioning mode, how often the markers
+the model writes for itself in its plain answers equal the annotators' labels of the prompt's reference
+answer, per category; shown as accuracy bars per marker."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
-from treasure.evaluate.prediction import run_marker_prediction
 from treasure.evaluate.render import (
     Page,
     ReportConfig,
@@ -23,6 +23,28 @@ from treasure.evaluate.render import (
 
 if TYPE_CHECKING:
     from treasure.evaluate.context import EvalContext
+
+
+def run_marker_prediction(
+    written: Sequence[dict[str, Any]], labels: Sequence[dict[str, Any]], markers: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy per marker over prompts whose reference has a label (a marker the model did not write
+    counts as wrong)."""
+    per_marker: dict[str, dict[str, Any]] = {}
+    for marker in markers:
+        pairs = [
+            (w.get(marker), lab[marker])
+            for w, lab in zip(written, labels, strict=True)
+            if lab.get(marker) is not None
+        ]
+        if pairs:
+            hits = sum(1 for guess, gold in pairs if guess is not None and str(guess) == str(gold))
+            per_marker[marker] = {"accuracy": round(hits / len(pairs), 4), "n": len(pairs)}
+    accuracies = [v["accuracy"] for v in per_marker.values()]
+    return {
+        "per_marker": per_marker,
+        "mean_accuracy": round(sum(accuracies) / len(accuracies), 4) if accuracies else None,
+    }
 
 
 def _bars(prediction: Mapping[str, Any], config: ReportConfig) -> str | None:
