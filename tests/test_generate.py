@@ -17,7 +17,8 @@ from treasure.backends import Completion
 from treasure.bundled import DATA_DIR
 from treasure.cli import _register_commands, app
 from treasure.errors import DataError, MarkerError, TreasureError
-from treasure.generate import AnswerFilter, GenerationConfig, Generator, read_prompts
+from treasure.generate import AnswerFilter, GenerationConfig, Generator
+from treasure.prompt_file import read_prompts
 from treasure.taxonomy import Taxonomy
 
 FORGED = [

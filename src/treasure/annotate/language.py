@@ -11,7 +11,7 @@ from typing import Any
 from lingua import Language, LanguageDetector, LanguageDetectorBuilder
 
 from treasure.annotate.base import Batch, batch_size, text_of
-from treasure.annotate.registry import produced_by
+from treasure.annotate.columns import PRODUCES
 from treasure.errors import TreasureError
 from treasure.taxonomy import Taxonomy
 
@@ -46,7 +46,7 @@ class LanguageAnnotator:
     """Step producing `language` from the response text (the prompt when the response has no prose)."""
 
     name = "language"
-    produces = produced_by("language")
+    produces = PRODUCES["language"]
 
     def __init__(self, taxonomy: Taxonomy, config: LanguageConfig | None = None):
         self.config = config or LanguageConfig()

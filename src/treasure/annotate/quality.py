@@ -16,8 +16,8 @@ import numpy as np
 
 from treasure.annotate.base import Batch, text_of
 from treasure.annotate.classifier import resource_path
+from treasure.annotate.columns import PRODUCES
 from treasure.annotate.embedding import EMBEDDING, EmbeddingConfig, embed, row_text
-from treasure.annotate.registry import produced_by
 from treasure.errors import TreasureError
 from treasure.knobs import knob
 
@@ -38,7 +38,7 @@ class QualityRegressor:
     """Step producing `quality` from the shared `_embedding` column (ridge regression)."""
 
     name = "quality"
-    produces = produced_by("quality")
+    produces = PRODUCES["quality"]
 
     def __init__(self, config: QualityConfig | None = None):
         self.config = config or QualityConfig()
@@ -119,7 +119,7 @@ class RewardModelScorer:
     """
 
     name = "quality"
-    produces = produced_by("quality")
+    produces = PRODUCES["quality"]
 
     def __init__(self, config: QualityConfig):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -1,6 +1,6 @@
-"""Which annotator makes which marker, stated once: every step kind is registered here with its name (the
-taxonomy's `annotator:` value and the `--annotators` entry), the columns it produces and requires, and a
-factory building its step from the annotate config.
+"""Which annotator makes which marker: every step kind is registered here with its name (the
+taxonomy's `annotator:` value and the `--annotators` entry), the columns it produces (`columns.PRODUCES`)
+and requires, and a factory building its step from the annotate config.
 
 A run uses the annotators the taxonomy names that the user selected (a `given` marker — one the data
 carries — is made by the annotators producing it, if any), plus the helpers (the shared embedding) that
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from treasure.annotate.base import Step
+from treasure.annotate.columns import PRODUCES
 from treasure.annotate.embedding import EMBEDDING
 from treasure.errors import TreasureError
 from treasure.taxonomy import GIVEN, Taxonomy
@@ -176,27 +177,22 @@ def _llm(config: AnnotateConfig) -> Step | None:
 
 REGISTRY = Registry(
     [
-        Annotator("source", ("source",), _source),
-        Annotator("language", ("language",), _language),
+        Annotator("source", PRODUCES["source"], _source),
+        Annotator("language", PRODUCES["language"], _language),
         Annotator(
             "rules",
-            ("length_tokens", "length_sentences", "length_paragraphs", "code_type", "format"),
+            PRODUCES["rules"],
             _rules,
             requires=lambda config: ("language",),  # the word tokenizer is per language
             whole_data=("length_bucket", "quality_bucket"),
         ),
-        Annotator("embedding", (EMBEDDING,), _embedding, helper=True),
-        Annotator("classifier", ("task", "domain"), _classifier, requires=lambda config: (EMBEDDING,)),
-        Annotator("quality", ("quality",), _quality, requires=_quality_requires),
-        Annotator("llm", ("task", "domain", "format", "style"), _llm),
+        Annotator("embedding", PRODUCES["embedding"], _embedding, helper=True),
+        Annotator("classifier", PRODUCES["classifier"], _classifier, requires=lambda config: (EMBEDDING,)),
+        Annotator("quality", PRODUCES["quality"], _quality, requires=_quality_requires),
+        Annotator("llm", PRODUCES["llm"], _llm),
     ]
 )
 ANNOTATORS = REGISTRY.names
-
-
-def produced_by(name: str) -> tuple[str, ...]:
-    """The columns annotator `name` is registered to produce: its step class reads them from here."""
-    return REGISTRY.annotators[name].produces
 
 
 DEFAULT_ANNOTATORS = ("source", "language", "rules", "classifier", "quality")

@@ -23,8 +23,8 @@ from magika import Magika
 from spacy.attrs import IS_PUNCT, IS_SPACE, SENT_START
 
 from treasure.annotate.base import Batch, batch_size, text_of
+from treasure.annotate.columns import PRODUCES
 from treasure.annotate.language import iso_code
-from treasure.annotate.registry import produced_by
 from treasure.taxonomy import Taxonomy
 
 FENCE_RE = re.compile(r"```[ \t]*([^\n`]*)\n(.*?)(?:```|$)", re.S)
@@ -198,7 +198,7 @@ class RulesAnnotator:
     """Step producing length_tokens, length_sentences, length_paragraphs, code_type and format."""
 
     name = "rules"
-    produces = produced_by("rules")
+    produces = PRODUCES["rules"]
 
     def __init__(self, taxonomy: Taxonomy, config: RulesConfig | None = None):
         self.config = config or RulesConfig()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treasure.annotate.base import Batch, batch_size
-from treasure.annotate.registry import produced_by
+from treasure.annotate.columns import PRODUCES
 from treasure.errors import MarkerError
 from treasure.knobs import knob
 from treasure.taxonomy import Taxonomy
@@ -34,7 +34,7 @@ class SourceAnnotator:
 
     name = "source"
     version = "source-1"
-    produces = produced_by("source")
+    produces = PRODUCES["source"]
 
     def __init__(self, taxonomy: Taxonomy, config: SourceConfig):
         self.marker = taxonomy["source"]

@@ -15,8 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from treasure.cli import console
 from treasure.cli._from_config import command, name_values, parameter
 from treasure.errors import MarkerError, TreasureError
-from treasure.generate import GenerateConfig, Generator, ModelMarkers, output_row, read_prompts, resolve_mode
+from treasure.generate import GenerateConfig, Generator, ModelMarkers, resolve_mode
 from treasure.io import write_jsonl
+from treasure.prompt_file import output_row, read_prompts
 
 IO = [
     parameter(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from treasure.bundled import DATA_DIR
 from treasure.errors import DataError
-from treasure.generate import read_prompts
 from treasure.io import iter_records
+from treasure.prompt_file import read_prompts
 
 ALPACA_EVAL = DATA_DIR / "eval" / "alpaca_eval_gpt4_1106_preview.json.gz"
 
