@@ -22,7 +22,7 @@ from typing import Any, get_args
 import datasets
 import numpy as np
 
-from treasure import io, template
+from treasure import io, row_formats, template
 from treasure.artifacts import AnnotatedData, BuildReport, TrainDir
 from treasure.errors import TreasureError
 from treasure.knobs import knob
@@ -174,8 +174,9 @@ def build_rows(
             totals[key] += value
         is_val = row_rng(config.seed, "split", str(row["id"])).random() < config.val_fraction
         entry = {"id": str(row["id"]), "messages": messages}
-        if io.INPUT_COLUMNS in ds.column_names:  # the input's other fields, carried through (every row)
-            entry[io.INPUT_COLUMNS] = row[io.INPUT_COLUMNS]
+        carried = row_formats.INPUT_COLUMNS  # the input's other fields, carried through (every row)
+        if carried in ds.column_names:
+            entry[carried] = row[carried]
         splits["validation" if is_val else "train"].append(entry)
     report = {
         "config": _jsonable(asdict(config)),

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from treasure import io, template
+from treasure import io, row_formats, template
 from treasure.annotate.registry import REGISTRY
 from treasure.cli import console
 from treasure.cli._from_config import name_values
@@ -84,7 +84,9 @@ def template_parse(
 @data_app.command("inspect")
 def data_inspect(
     file: Path = typer.Argument(..., metavar="FILE", help="JSONL, JSON, CSV, Parquet or HF dataset dir."),
-    preset: str | None = typer.Option(None, help=f"One of {', '.join(io.PRESETS)} (default: detect)."),
+    preset: str | None = typer.Option(
+        None, help=f"One of {', '.join(row_formats.PRESETS)} (default: detect)."
+    ),
     field: list[str] = typer.Option(
         [], "--field", help="NAME=INPUT_FIELD: read schema field or marker NAME from INPUT_FIELD; repeatable."
     ),
