@@ -17,7 +17,7 @@ MESSAGES = [{"role": "user", "content": "Say hi."}]
 
 
 def client(stub: Stub, **kwargs) -> ChatClient:
-    return ChatClient(ClientConfig(base_url=stub.url, model="stub", backoff_s=0.0, **kwargs))
+    return ChatClient(ClientConfig(endpoint=stub.url, model="stub", backoff_s=0.0, **kwargs))
 
 
 def test_cached_reply_makes_no_second_request_and_file_is_json(stub: Stub, tmp_path: Path):
@@ -61,7 +61,7 @@ def test_retryable_error_is_retried_and_counted(stub: Stub, status: int):
 
 def test_failure_counted_after_max_retries(stub: Stub, tmp_path: Path):
     stub.script = [503] * 10
-    chat = client(stub, max_retries=2, cache_dir=tmp_path)
+    chat = client(stub, http_retries=2, cache_dir=tmp_path)
     with pytest.raises(openai.InternalServerError):
         chat.chat(MESSAGES, max_tokens=4)
     assert len(stub.seen) == 3
@@ -79,7 +79,7 @@ def test_failure_counted_after_max_retries(stub: Stub, tmp_path: Path):
 
 def test_client_error_is_not_retried(stub: Stub):
     stub.script = [400]
-    chat = client(stub, max_retries=3)
+    chat = client(stub, http_retries=3)
     with pytest.raises(openai.BadRequestError):
         chat.chat(MESSAGES, max_tokens=4)
     assert len(stub.seen) == 1

@@ -119,7 +119,7 @@ def main() -> None:
         "model": args.model,
         "rows": len(rows),
         "concurrency": args.concurrency,
-        "markers": list(LLMConfig(endpoint="", model="").markers),
+        "markers": list(LLMConfig.__dataclass_fields__["markers"].default),
         "cpus": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "command": shlex.join(["python", "bench/vllm/bench_tagger.py", *sys.argv[1:]]),

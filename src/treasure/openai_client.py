@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -20,6 +20,7 @@ import openai
 
 from treasure.errors import TreasureError
 from treasure.io import atomic_write_text
+from treasure.knobs import knob
 
 COUNTERS = (
     "requests",
@@ -65,25 +66,50 @@ def enum_object_schema(fields: dict[str, list[str]]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class ClientConfig:
-    """Endpoint, model and limits. A connection error, 429 or 5xx is retried up to `max_retries` times,
-    sleeping `backoff_s × 2^n` before retry n; replies are cached under `cache_dir` when set.
+class EndpointConfig:
+    """An OpenAI-compatible endpoint, the one definition for every config that talks to one (the LLM tagger,
+    the pairwise judge): base URL, model, the environment variable holding the key, and per request the
+    HTTP timeout and retries (connection errors, 429, 5xx; `backoff_s × 2^n` seconds before retry n)."""
+
+    endpoint: str | None = field(
+        default=None, metadata=knob("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    )
+    model: str | None = field(default=None, metadata=knob("Model name the endpoint serves."))
+    api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata=knob("Environment variable holding the endpoint's API key.")
+    )
+    timeout_s: float = field(default=60.0, metadata=knob("HTTP timeout per request, in seconds."))
+    http_retries: int = field(
+        default=3, metadata=knob("HTTP retries per request (connection errors, 429, 5xx), with backoff.")
+    )
+    backoff_s: float = 0.5
+
+    def require_endpoint(self, who: str, prefix: str = "") -> None:
+        """A `TreasureError` naming `who` and its settings (`prefix`: endpoint, model) if one is missing."""
+        if not self.endpoint or not self.model:
+            raise TreasureError(f"{who} needs `{prefix}endpoint` and `{prefix}model`")
+
+    def client(self, cache_dir: Path | None = None, structured: Structured = "auto") -> ChatClient:
+        """The one client (`ChatClient`) for this endpoint."""
+        settings = {f.name: getattr(self, f.name) for f in fields(EndpointConfig)}
+        return ChatClient(ClientConfig(**settings, cache_dir=cache_dir, structured=structured))
+
+
+@dataclass(frozen=True)
+class ClientConfig(EndpointConfig):
+    """An endpoint (endpoint and model required) and what the client does with replies: cached under
+    `cache_dir` when set.
 
     `structured`: what becomes of a `response_format` given to `chat`. `auto` sends it until the endpoint
     rejects it (400/422 while the same request without it succeeds), then sends none for the rest of the
     client's life (counted once in `structured_fallbacks`); `json_schema` always sends it; `off` never does.
     """
 
-    base_url: str
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 0.5
     cache_dir: Path | None = None
     structured: Structured = "auto"
 
     def __post_init__(self) -> None:
+        self.require_endpoint("an OpenAI-compatible client")
         check_structured(self.structured)
 
 
@@ -104,7 +130,7 @@ class ChatClient:
     def __init__(self, config: ClientConfig):
         self.config = config
         self._client = openai.OpenAI(
-            base_url=config.base_url,
+            base_url=config.endpoint,
             api_key=os.environ.get(config.api_key_env) or "none",
             max_retries=0,  # retried here, so that every request is counted
             timeout=config.timeout_s,
@@ -205,7 +231,7 @@ class ChatClient:
                 )
                 break
             except openai.APIError as exc:
-                if retries == self.config.max_retries or not _retryable(exc):
+                if retries == self.config.http_retries or not _retryable(exc):
                     raise
             time.sleep(self.config.backoff_s * 2**retries)
             retries += 1

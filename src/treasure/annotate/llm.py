@@ -25,8 +25,7 @@ from treasure.annotate.classifier import resource_path
 from treasure.errors import MarkerError
 from treasure.knobs import knob
 from treasure.openai_client import (
-    ChatClient,
-    ClientConfig,
+    EndpointConfig,
     Structured,
     check_structured,
     enum_object_schema,
@@ -41,22 +40,15 @@ JSON_RE = re.compile(r"\{.*?\}", re.S)
 
 
 @dataclass(frozen=True)
-class LLMConfig:
-    """Endpoint, model and the limits of the tagger; the API key is read from the env var `api_key_env`."""
+class LLMConfig(EndpointConfig):
+    """The tagger's endpoint (`EndpointConfig`: URL, model, key variable, timeout, HTTP retries; endpoint and
+    model required) and what it asks: the markers, requests in flight, tries per row."""
 
-    endpoint: str = field(metadata=knob("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"))
-    model: str = field(metadata=knob("Model name the endpoint serves."))
-    api_key_env: str = field(
-        default="OPENAI_API_KEY", metadata=knob("Environment variable holding the endpoint's API key.")
-    )
     markers: tuple[str, ...] = field(
         default=("task", "domain", "format", "style"), metadata=knob("Markers the LLM tags (comma list).")
     )
     concurrency: int = field(default=4, metadata=knob("Requests in flight at once."))
     attempts: int = 3  # tries per row when the answer is invalid
-    http_retries: int = 3
-    backoff_s: float = 0.5
-    timeout_s: float = field(default=60.0, metadata=knob("HTTP timeout per request, in seconds."))
     max_tokens: int = 96
     temperature: float = 0.0
     max_chars: int = 1500
@@ -69,6 +61,7 @@ class LLMConfig:
     )
 
     def __post_init__(self) -> None:
+        self.require_endpoint("the LLM tagger", "llm.")
         check_structured(self.structured)
 
 
@@ -155,18 +148,7 @@ class LLMTagger:
         self.config = config
         self.produces = tuple(m for m in config.markers if m in taxonomy)
         self.version = f"openai-compatible/{config.model}"
-        self.client = ChatClient(
-            ClientConfig(
-                base_url=config.endpoint,
-                model=config.model,
-                api_key_env=config.api_key_env,
-                timeout_s=config.timeout_s,
-                max_retries=config.http_retries,
-                backoff_s=config.backoff_s,
-                cache_dir=config.cache_dir,
-                structured=config.structured,
-            )
-        )
+        self.client = config.client(config.cache_dir, config.structured)
         self.response_format = response_format(taxonomy, self.produces)
         self._lock = threading.Lock()
         self._counts = {"invalid_retries": 0, "invalid_rows": 0}
