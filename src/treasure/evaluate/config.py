@@ -11,7 +11,7 @@ from treasure.backends import AUTO, BACKENDS, GenerationConfig
 from treasure.errors import TreasureError
 from treasure.generate import MODES as GENERATION_MODES
 from treasure.knobs import group, knob
-from treasure.openai_client import Structured, check_structured, structured_help
+from treasure.openai_client import EndpointConfig, Structured, check_structured, structured_help
 
 DEFAULT_SUITES: tuple[str, ...] = (
     "length-instruct",
@@ -46,9 +46,9 @@ def _limit_scale(text: str | None) -> float | Literal["train"]:
 
 
 @dataclass(frozen=True)
-class JudgeConfig:
+class JudgeConfig(EndpointConfig):
     """`reward-model` (offline: the annotate quality model, or `reward_model` = an HF reward model dir)
-    or `openai` (pairwise prompts to any OpenAI-compatible endpoint, both orders, cached)."""
+    or `openai`: pairwise prompts to an OpenAI-compatible endpoint (`EndpointConfig`), both orders, cached."""
 
     kind: Literal["reward-model", "openai"] = field(
         default="reward-model",
@@ -60,20 +60,9 @@ class JudgeConfig:
     tie_margin: float = field(
         default=0.1, metadata=knob("Reward-model judge: score gap below which it is a tie.", "--tie-margin")
     )
-    endpoint: str | None = field(
-        default=None, metadata=knob("OpenAI-compatible base URL for --judge openai.")
-    )
-    model: str | None = field(default=None, metadata=knob("Model name for --judge openai."))
-    api_key_env: str = field(
-        default="OPENAI_API_KEY", metadata=knob("Environment variable holding the judge endpoint's API key.")
-    )
     concurrency: int = field(default=4, metadata=knob("Judge requests in flight at once."))
     max_retries: int = field(
         default=2, metadata=knob("Re-asks per ordering when the reply is not a verdict (then a tie).")
-    )
-    http_retries: int = field(
-        default=3,
-        metadata=knob("HTTP retries per judge request (connection errors, 429, 5xx), with backoff."),
     )
     cache: Path | None = field(default=None, metadata=knob("Disk cache dir for judge replies."))
     structured: Structured = field(

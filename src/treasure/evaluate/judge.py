@@ -21,7 +21,7 @@ from typing import Protocol
 
 from treasure.errors import TreasureError
 from treasure.evaluate.config import JudgeConfig
-from treasure.openai_client import ChatClient, ClientConfig, enum_object_schema, json_schema_format
+from treasure.openai_client import enum_object_schema, json_schema_format
 from treasure.template import escape
 
 
@@ -103,19 +103,9 @@ class OpenAIJudge:
     """Pairwise judge over an OpenAI-compatible endpoint."""
 
     def __init__(self, config: JudgeConfig, cache_dir: Path):
-        if not config.endpoint or not config.model:
-            raise TreasureError("the openai judge needs `judge.endpoint` and `judge.model`")
+        config.require_endpoint("the openai judge", "judge.")
         self.config = config
-        self.client = ChatClient(
-            ClientConfig(
-                base_url=config.endpoint,
-                model=config.model,
-                api_key_env=config.api_key_env,
-                max_retries=config.http_retries,
-                cache_dir=Path(config.cache or cache_dir),
-                structured=config.structured,
-            )
-        )
+        self.client = config.client(Path(config.cache or cache_dir), config.structured)
         self.name = f"openai-compatible pairwise: {config.model} @ {config.endpoint} (both orders)"
         self._lock = threading.Lock()
         self._invalid = 0
