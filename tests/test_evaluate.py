@@ -95,6 +95,7 @@ def test_reward_model_judge_ties_identical_and_is_antisymmetric():
     assert "reward-model: ridge/quality.npz" in judge.name
 
 
+@pytest.mark.slow
 def test_openai_judge_both_orders_invalid_counted_and_cached(llm_endpoint, tmp_path: Path, monkeypatch):
     base_url, key = llm_endpoint
     monkeypatch.setenv("JUDGE_KEY", key)
