@@ -32,6 +32,12 @@ test: $(STAMP)
 	@command -v chromium >/dev/null || timeout 600 sh -c 'apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)' >/dev/null 2>&1 || echo "chromium not installed: the report screenshot test will be skipped"
 	$(BIN)/python -m pytest
 
+# the day-to-day lane: every test not marked slow (one tiny model trained, none served), no chromium install;
+# docs/tests-and-benchmarks.md has its time. `make test` still runs everything.
+.PHONY: test-fast
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
 bench: $(STAMP)
 	@for f in bench/bench_*.py bench/vllm/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 

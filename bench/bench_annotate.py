@@ -6,7 +6,7 @@ All cases run in one process, one after the other, so their ratios are side by s
 rules+language and the full embedded set (language, rules, classifier, quality) locally with
 1 and 2 processes each; the full set on the Ray engine with 1 and 2 workers (local Ray, `num_cpus=2`);
 and the full set on a Ray cluster of `ray start` nodes with one CPU each (the helpers of
-tests/test_ray_cluster.py), this process joining it as the driver: the head alone with 1 worker, then head +
+tests/ray_nodes.py, as in tests/test_ray_cluster.py), this process joining it as the driver: the head alone with 1 worker, then head +
 worker node with 2 (`cluster` in the JSON; `--only-cluster` runs just that and updates that key).
 Writes bench/results/annotate.json (atomically).
 
@@ -121,7 +121,7 @@ def cluster_section(ds: datasets.Dataset, warm: datasets.Dataset, repeats: int) 
     import ray
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_ray_cluster import cluster_env, start_head, start_node, stop_node
+    from ray_nodes import cluster_env, start_head, start_node, stop_node
 
     env = {**cluster_env(), **{key: os.environ[key] for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}}
     head, address = start_head(env)
@@ -144,7 +144,7 @@ def cluster_section(ds: datasets.Dataset, warm: datasets.Dataset, repeats: int) 
     load.append(os.getloadavg()[0])
     rates = [case["rows_per_s"] for case in cases.values()]
     return {
-        "method": "`ray start --block --num-cpus=1` nodes on this machine (tests/test_ray_cluster.py), this "
+        "method": "`ray start --block --num-cpus=1` nodes on this machine (tests/ray_nodes.py), this "
         "process the driver through RAY_ADDRESS; rows_per_s as for the Ray cases (marginal rate between a "
         "warm-up-rows run and an all-rows run, end-to-end beside it); nodes_with_blocks from Ray Data's "
         "stats summary of the all-rows run.",

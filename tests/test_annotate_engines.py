@@ -28,6 +28,7 @@ def test_two_processes_equal_one(bundled_sample):
     assert one.to_list() == two.to_list()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_byte_identical(tmp_path: Path, sample_jsonl: Path):
     args = ["--annotators", ",".join(EMBEDDED), "--shard-size", "4", "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -15,6 +15,9 @@ from treasure.decision_loss import SENTENCE_ENDS, DecisionTokens, decision_mask,
 from treasure.errors import TreasureError
 from treasure.train import DecisionWeightedTrainer, TrainConfig, make_trainer, train
 
+# every test trains (a 20-step module fixture, a 4-step run)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def weighted_trainer(tiny_train_dir: Path, tmp_path_factory: pytest.TempPathFactory):

@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fixtures_server import start_server, stop_server
+
+pytestmark = pytest.mark.slow  # a live `treasure serve` and 100 examples per operation
 
 CONFIG = Path(__file__).parent / "schemathesis" / "schemathesis.toml"
 

@@ -68,6 +68,7 @@ def tokens_for(base_url: str, seconds: float, sample: int = 200) -> int:
     return tokens
 
 
+@pytest.mark.slow
 def test_prompt_plus_max_tokens_over_the_context_is_400_naming_both(limited_server: str) -> None:
     response = _chat(limited_server, 30, max_tokens=CONTEXT)
     assert response.status_code == 400
@@ -75,6 +76,7 @@ def test_prompt_plus_max_tokens_over_the_context_is_400_naming_both(limited_serv
     assert f"max_tokens is {CONTEXT}" in message and f"context of {CONTEXT} tokens" in message
 
 
+@pytest.mark.slow
 def test_body_over_the_limit_is_413(limited_server: str) -> None:
     big = [{"role": "user", "content": "word " * 2000}]
     response = httpx.post(f"{limited_server}/chat/completions", json={"messages": big}, timeout=30)
@@ -84,6 +86,7 @@ def test_body_over_the_limit_is_413(limited_server: str) -> None:
     assert response.status_code == 413
 
 
+@pytest.mark.slow
 def test_an_abandoned_long_request_does_not_starve_the_next(limited_server: str) -> None:
     long_tokens = tokens_for(limited_server, 60)
     with pytest.raises(httpx.TimeoutException):
@@ -94,6 +97,7 @@ def test_an_abandoned_long_request_does_not_starve_the_next(limited_server: str)
     assert time.monotonic() - began < 30  # without cancelling, the first request held the model ~60 s
 
 
+@pytest.mark.slow
 def test_a_short_request_overtakes_a_long_one(limited_server: str) -> None:
     long_tokens = tokens_for(limited_server, 20)
     long_reply: list[httpx.Response] = []
@@ -111,6 +115,7 @@ def test_a_short_request_overtakes_a_long_one(limited_server: str) -> None:
     assert long_reply[0].json()["usage"]["completion_tokens"] == long_tokens
 
 
+@pytest.mark.slow
 def test_a_stream_closed_early_stops_its_generation(limited_server: str) -> None:
     long_tokens = tokens_for(limited_server, 60)
     payload = {"messages": USER, "temperature": 0, "max_tokens": long_tokens, "stream": True}
@@ -121,6 +126,7 @@ def test_a_stream_closed_early_stops_its_generation(limited_server: str) -> None
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.slow
 def test_more_requests_than_the_queue_get_503_with_retry_after(limited_server: str) -> None:
     long_tokens = tokens_for(limited_server, 30)
     payload = {"messages": USER, "temperature": 0, "max_tokens": long_tokens, "stream": True}
@@ -142,6 +148,7 @@ def test_more_requests_than_the_queue_get_503_with_retry_after(limited_server: s
     assert status == 200
 
 
+@pytest.mark.slow
 def test_time_limit_gives_504_and_sigterm_drains_then_exits(slow_model_dir: Path) -> None:
     process, base_url = start_server(slow_model_dir, None, extra=["--request-timeout", "3", "--drain", "1"])
     try:

@@ -115,6 +115,7 @@ def test_length_bucket_controls_answer_length(tiny_model_dir: Path) -> None:
     assert medians["long"] >= 1.5 * medians["concise"], medians
 
 
+@pytest.mark.slow
 def test_baseline_fixture_has_no_markers(tiny_baseline_dir: Path) -> None:
     assert json.loads((tiny_baseline_dir / "train.json").read_text())["marked"] is False
     outputs = generate(tiny_baseline_dir, PROMPTS[:4], max_new_tokens=20)
@@ -151,6 +152,7 @@ def train_interrupted(config: TrainConfig, step: int, monkeypatch: pytest.Monkey
         monkeypatch.setattr(train_module, "make_trainer", real)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_checkpoint_and_resume_finishes(
     tiny_train_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -175,6 +177,7 @@ def test_ctrl_c_saves_checkpoint_and_resume_finishes(
     assert AutoModelForCausalLM.from_pretrained(out).num_parameters() == report["n_parameters"]
 
 
+@pytest.mark.slow
 def test_twenty_steps_lower_validation_loss(tiny_train_dir: Path, tmp_path: Path) -> None:
     model = train(quick(tiny_train_dir, tmp_path / "m"))
     losses = model.train_report.losses
@@ -182,6 +185,7 @@ def test_twenty_steps_lower_validation_loss(tiny_train_dir: Path, tmp_path: Path
     assert losses["final_eval"] < losses["initial_eval"] - 0.5, losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("merge", [True, False])
 def test_lora_on_a_local_model_dir(
     tiny_model_dir: Path, tiny_train_dir: Path, tmp_path: Path, merge: bool
@@ -265,6 +269,7 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_a_failed_run_leaves_an_existing_model_dir_byte_identical(
     tiny_train_dir: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -287,6 +292,7 @@ def test_a_failed_run_leaves_an_existing_model_dir_byte_identical(
     assert not list(tmp_path.glob(".m.*"))  # no work dir or old copy left beside it
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(
     tiny_train_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -305,6 +311,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(
         assert report_a[key] == report_b[key], key
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted(tiny_train_dir: Path, tmp_path: Path) -> None:
     """`kill -9` of `treasure train` after a checkpoint, a half-written later checkpoint, then --resume."""
 
@@ -342,6 +349,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_train_dir: Path, tmp_path
         assert report_a[key] == report_b[key], key
 
 
+@pytest.mark.slow
 def test_the_terminal_is_quiet_unless_verbose(tiny_train_dir: Path, tmp_path: Path) -> None:
     """`treasure train` prints no third-party progress bars or warnings, only treasure's own lines.
 

@@ -19,6 +19,9 @@ import pytest
 
 from fixtures_server import _free_port, start_server, stop_server
 
+# `treasure serve` subprocesses: the engine and the marker layer in front of it
+pytestmark = pytest.mark.slow
+
 USER = [{"role": "user", "content": "Tell me about the sea."}]
 
 

@@ -166,6 +166,7 @@ def _streamed_and_not(seen: list[str]) -> bool:
     return len(seen) >= 5 and {int(asked.split()[-1]) % 2 for asked in seen} == {0, 1}
 
 
+@pytest.mark.slow
 def test_a_killed_engine_loses_no_request_and_is_used_again_after_the_cool_down(
     front: str, engines: tuple[Engine, Engine]
 ) -> None:
@@ -197,6 +198,7 @@ def test_a_killed_engine_loses_no_request_and_is_used_again_after_the_cool_down(
     assert "A" in after
 
 
+@pytest.mark.slow
 def test_the_engine_with_fewer_requests_in_flight_gets_the_next(
     front: str, engines: tuple[Engine, Engine]
 ) -> None:
@@ -221,6 +223,7 @@ def test_the_engine_with_fewer_requests_in_flight_gets_the_next(
     assert names.count("B") > 3 * names.count("A") > 0, names  # round robin would give them as many
 
 
+@pytest.mark.slow
 def test_100_concurrent_chats_with_default_settings_are_all_answered(
     front: str, engines: tuple[Engine, Engine]
 ) -> None:

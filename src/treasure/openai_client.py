@@ -65,16 +65,19 @@ def enum_object_schema(fields: dict[str, list[str]]) -> dict[str, Any]:
     }
 
 
+# the knobs of the two settings a config may make required (redeclared without a default, e.g. `LLMConfig`)
+ENDPOINT_KNOB = knob("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+MODEL_KNOB = knob("Model name the endpoint serves.")
+
+
 @dataclass(frozen=True)
 class EndpointConfig:
     """An OpenAI-compatible endpoint, the one definition for every config that talks to one (the LLM tagger,
     the pairwise judge): base URL, model, the environment variable holding the key, and per request the
     HTTP timeout and retries (connection errors, 429, 5xx; `backoff_s × 2^n` seconds before retry n)."""
 
-    endpoint: str | None = field(
-        default=None, metadata=knob("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    )
-    model: str | None = field(default=None, metadata=knob("Model name the endpoint serves."))
+    endpoint: str | None = field(default=None, metadata=ENDPOINT_KNOB)
+    model: str | None = field(default=None, metadata=MODEL_KNOB)
     api_key_env: str = field(
         default="OPENAI_API_KEY", metadata=knob("Environment variable holding the endpoint's API key.")
     )

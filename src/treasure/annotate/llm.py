@@ -25,6 +25,8 @@ from treasure.annotate.classifier import resource_path
 from treasure.errors import MarkerError
 from treasure.knobs import knob
 from treasure.openai_client import (
+    ENDPOINT_KNOB,
+    MODEL_KNOB,
     EndpointConfig,
     Structured,
     check_structured,
@@ -44,6 +46,8 @@ class LLMConfig(EndpointConfig):
     """The tagger's endpoint (`EndpointConfig`: URL, model, key variable, timeout, HTTP retries; endpoint and
     model required) and what it asks: the markers, requests in flight, tries per row."""
 
+    endpoint: str = field(metadata=ENDPOINT_KNOB)
+    model: str = field(metadata=MODEL_KNOB)
     markers: tuple[str, ...] = field(
         default=("task", "domain", "format", "style"), metadata=knob("Markers the LLM tags (comma list).")
     )
