@@ -5,9 +5,9 @@
 All cases run in one process, one after the other, so their ratios are side by side:
 rules+language and the full embedded set (language, rules, classifier, quality) locally with
 1 and 2 processes each; the full set on the Ray engine with 1 and 2 workers (local Ray, `num_cpus=2`);
-and the full set on a Ray cluster of `ray start` nodes with one CPU each (the helpers of
-tests/ray_nodes.py, as in tests/test_ray_cluster.py), this process joining it as the driver: the head alone with 1 worker, then head +
-worker node with 2 (`cluster` in the JSON; `--only-cluster` runs just that and updates that key).
+and the full set on a Ray cluster of `ray start` nodes with one CPU each (the helpers of tests/ray_nodes.py,
+as in tests/test_ray_cluster.py), this process joining it as the driver: the head alone with 1 worker, then
+head + worker node with 2 (`cluster` in the JSON; `--only-cluster` runs just that and updates that key).
 Writes bench/results/annotate.json (atomically).
 
 Loading is one-time and excluded: each local case first annotates all rows once (models and per-language
