@@ -202,14 +202,18 @@ def test_readme_has_one_demo_results_block() -> None:
     assert text.count(START) == 1 and text.count(END) == 1 and text.index(START) < text.index(END)
 
 
-def test_readme_demo_results_match_recorded_run() -> None:
-    """README's block equals the one rendered from the run recorded in docs/demo-run/."""
-    if not (RECORDED_RUN / "metrics.json").is_file():
-        pytest.skip("docs/demo-run/metrics.json is absent: no recorded demo run to check README against yet")
+@pytest.mark.parametrize(
+    ("run_dir", "block"), [(RECORDED_RUN, ""), (RECORDED_RUN.with_name("demo-run-full"), "full")]
+)
+def test_readme_demo_results_match_recorded_run(run_dir: Path, block: str) -> None:
+    """README's blocks equal the ones rendered from the runs recorded in docs/demo-run/ (the demo) and
+    docs/demo-run-full/ (`--recipe smollm2-full`)."""
+    if not (run_dir / "metrics.json").is_file():
+        pytest.skip(f"{run_dir}/metrics.json is absent: no recorded run to check README against yet")
     text = README.read_text(encoding="utf-8")
-    assert replace_block(text, render(DemoRun.load(RECORDED_RUN))) == text, (
-        "README's demo-results block differs from docs/demo-run/; run "
-        "`python scripts/demo_results.py docs/demo-run --write README.md`"
+    assert replace_block(text, render(DemoRun.load(run_dir)), block) == text, (
+        f"README's demo-results block {block!r} differs from {run_dir}; run "
+        f"`python scripts/demo_results.py {run_dir.relative_to(ROOT)} --write README.md --block {block}`"
     )
 
 

@@ -3,7 +3,8 @@
 The block sits between `<!-- demo-results:start -->` and `<!-- demo-results:end -->` in README.md: the
 stage times, the length-instruct table, the adherence table and the language-protocol line (one fenced text
 block), and the targets table of issue 18. `python scripts/demo_results.py docs/demo-run --write README.md`
-rewrites it; `--check` exits 1 when README differs, so no measured figure is copied by hand.
+rewrites it; `--check` exits 1 when README differs, so no measured figure is copied by hand. Another recipe's
+run has its own named block (`--block full`: `<!-- demo-results:full:start -->` … `:full:end -->`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ from typing import Any
 from treasure.artifacts import METRICS
 
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
+
+
+def block_markers(name: str = "") -> tuple[str, str]:
+    """The start and end markers of README's block `name` ("" : the demo's own)."""
+    if not name:
+        return START, END
+    return f"<!-- demo-results:{name}:start -->", f"<!-- demo-results:{name}:end -->"
+
+
 TIMINGS = "timings.json"  # the demo's stage times, beside the report's METRICS
 CACHED = "cached.json"  # the stages a run took from the cache (their time is from the run that made them)
 STAGE_NAMES = {"show answers": "answers"}  # timings.json name → README name
@@ -332,13 +342,14 @@ def render(run: DemoRun, targets: Targets = Targets()) -> str:
     return "\n\n".join([stage_times(run.timings, run.cached), text_block(run), targets_table(run, targets)])
 
 
-def replace_block(readme: str, block: str) -> str:
-    """README text with the marked block replaced by `block`; ValueError when the markers are missing."""
-    head, start, rest = readme.partition(START)
-    _, end, tail = rest.partition(END)
+def replace_block(readme: str, block: str, name: str = "") -> str:
+    """README text with its block `name` replaced by `block`; ValueError when the markers are missing."""
+    first, last = block_markers(name)
+    head, start, rest = readme.partition(first)
+    _, end, tail = rest.partition(last)
     if not start or not end:
-        raise ValueError(f"README has no {START} … {END} block")
-    return f"{head}{START}\n{block}\n{END}{tail}"
+        raise ValueError(f"README has no {first} … {last} block")
+    return f"{head}{first}\n{block}\n{last}{tail}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -347,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--write", type=Path, metavar="README", help="rewrite README's block")
     action.add_argument("--check", type=Path, metavar="README", help="exit 1 if README's block differs")
+    parser.add_argument("--block", default="", help="the README block's name (default: the demo's own)")
     args = parser.parse_args(argv)
     block = render(DemoRun.load(args.run_dir))
     target = args.write or args.check
@@ -354,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(block)
         return 0
     old = target.read_text(encoding="utf-8")
-    new = replace_block(old, block)
+    new = replace_block(old, block, args.block)
     if args.write:
         target.write_text(new, encoding="utf-8")
         return 0
