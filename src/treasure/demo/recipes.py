@@ -120,7 +120,7 @@ RECIPES: dict[str, DemoRecipe] = {
     ),
 }
 
-# The demo's recipe trained twice as long (480 steps per model, about 100 minutes in all on 2 cores): what it
+# The demo's recipe trained twice as long (480 steps per model, about 95 minutes in all on 2 cores): what it
 # takes here for `long` and the learned +fixed (docs/smollm2-demo-experiments.md no. 16).
 RECIPES["smollm2-full"] = replace(RECIPES["smollm2"], train_recipe="smollm2_full")
 
