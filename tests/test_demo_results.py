@@ -203,17 +203,21 @@ def test_readme_has_one_demo_results_block() -> None:
 
 
 @pytest.mark.parametrize(
-    ("run_dir", "block"), [(RECORDED_RUN, ""), (RECORDED_RUN.with_name("demo-run-full"), "full")]
+    ("run_dir", "block", "page"),
+    [
+        (RECORDED_RUN, "", README),
+        (RECORDED_RUN.with_name("demo-run-full"), "full", ROOT / "docs" / "smollm2-full.md"),
+    ],
 )
-def test_readme_demo_results_match_recorded_run(run_dir: Path, block: str) -> None:
-    """README's blocks equal the ones rendered from the runs recorded in docs/demo-run/ (the demo) and
-    docs/demo-run-full/ (`--recipe smollm2-full`)."""
+def test_readme_demo_results_match_recorded_run(run_dir: Path, block: str, page: Path) -> None:
+    """README's block equals the one rendered from the run recorded in docs/demo-run/ (the demo), and
+    docs/smollm2-full.md's the one from docs/demo-run-full/ (`--recipe smollm2-full`)."""
     if not (run_dir / "metrics.json").is_file():
-        pytest.skip(f"{run_dir}/metrics.json is absent: no recorded run to check README against yet")
-    text = README.read_text(encoding="utf-8")
+        pytest.skip(f"{run_dir}/metrics.json is absent: no recorded run to check against yet")
+    text = page.read_text(encoding="utf-8")
     assert replace_block(text, render(DemoRun.load(run_dir)), block) == text, (
-        f"README's demo-results block {block!r} differs from {run_dir}; run "
-        f"`python scripts/demo_results.py {run_dir.relative_to(ROOT)} --write README.md --block {block}`"
+        f"{page.name}'s demo-results block {block!r} differs from {run_dir}; run `python scripts/"
+        f"demo_results.py {run_dir.relative_to(ROOT)} --write {page.relative_to(ROOT)} --block {block}`"
     )
 
 

@@ -234,7 +234,9 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
         TrainConfig(merge=True, long_rows="cut")
     with pytest.raises(
         TreasureError,
-        match="shipped recipes: full_7b, lora_7b, lora_small, smollm2_demo, smollm2_full, tiny_demo, tiny_test",
+        match=(
+            "shipped recipes: full_7b, lora_7b, lora_small, smollm2_demo, smollm2_full, tiny_demo, tiny_test"
+        ),
     ):
         TrainConfig.from_file(tmp_path / "missing.yaml")
     with pytest.raises(TreasureError, match="not a training set"):

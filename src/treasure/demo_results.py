@@ -4,7 +4,7 @@ The block sits between `<!-- demo-results:start -->` and `<!-- demo-results:end 
 stage times, the length-instruct table, the adherence table and the language-protocol line (one fenced text
 block), and the targets table of issue 18. `python scripts/demo_results.py docs/demo-run --write README.md`
 rewrites it; `--check` exits 1 when README differs, so no measured figure is copied by hand. Another recipe's
-run has its own named block (`--block full`: `<!-- demo-results:full:start -->` … `:full:end -->`).
+run has its own named block in its own page (`--block full` in docs/smollm2-full.md).
 """
 
 from __future__ import annotations
