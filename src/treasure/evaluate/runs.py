@@ -17,8 +17,9 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from treasure.backends import GenerationConfig, pick_backend
+from treasure.errors import DataError
 from treasure.generate import Generator
-from treasure.io import atomic_write_text
+from treasure.io import atomic_write_text, iter_records
 
 
 def model_fingerprint(model_dir: Path) -> str:
@@ -136,11 +137,10 @@ def _read_finished(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+    for _, row in iter_records(path):
+        if isinstance(row, DataError):
             break
+        rows.append(row)
     return rows
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import gzip
-import json
 import os
 import random
 import re
@@ -31,6 +29,7 @@ from treasure.bundled import DATA_DIR
 from treasure.errors import DataError, TreasureError
 from treasure.evaluate.render import Page, count, html_section, note, pct, table
 from treasure.evaluate.runs import GenerationRuns
+from treasure.io import iter_records
 
 if TYPE_CHECKING:
     from treasure.evaluate.context import EvalContext
@@ -97,24 +96,18 @@ def load_problems(config: CodeSuiteConfig | None = None) -> list[CodeProblem]:
     path = Path(config.data_path or DATA_DIR / "code" / f"humanevalpack_{config.language}.jsonl.gz")
     if not path.exists():
         raise DataError(str(path), "HumanEvalPack file not found")
-    opener = gzip.open if path.suffix == ".gz" else open
     problems: list[CodeProblem] = []
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(str(path), f"invalid JSON: {exc.msg}", line_no) from None
-            for field in REQUIRED_FIELDS:
-                if not isinstance(row.get(field), str) or not row[field].strip():
-                    raise DataError(
-                        str(path), "missing or empty (a non-empty string is required)", line_no, field
-                    )
-            problems.append(
-                CodeProblem(**{f: row[f] for f in REQUIRED_FIELDS}, bug_type=str(row.get("bug_type") or ""))
-            )
+    for line_no, row in iter_records(path):
+        if isinstance(row, DataError):
+            raise row
+        for field in REQUIRED_FIELDS:
+            if not isinstance(row.get(field), str) or not row[field].strip():
+                raise DataError(
+                    str(path), "missing or empty (a non-empty string is required)", line_no, field
+                )
+        problems.append(
+            CodeProblem(**{f: row[f] for f in REQUIRED_FIELDS}, bug_type=str(row.get("bug_type") or ""))
+        )
     if config.n_problems is not None and config.n_problems < len(problems):
         keep = sorted(random.Random(config.seed).sample(range(len(problems)), config.n_problems))
         problems = [problems[i] for i in keep]
